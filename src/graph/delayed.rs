@@ -1,0 +1,170 @@
+//! `Delayed<T>`: a lazy task, like `dask.delayed`.
+
+use std::sync::Arc;
+
+use super::node::{self, Node, Placement, Task, TaskContext};
+use super::{TaskHandle, TaskKey};
+use crate::error::{BoxError, Error, Result, TaskFailure};
+
+/// A value that a task will compute: nothing runs until [`compute`](Delayed::compute) (or
+/// [`submit`](Delayed::submit)) is called on it or on something built from it.
+///
+/// Build one with [`Cluster::delayed`](crate::Cluster::delayed) or
+/// [`Cluster::value`](crate::Cluster::value), then grow the graph with [`map`](Delayed::map),
+/// [`zip`](Delayed::zip) and [`Delayed::join_all`]. Cloning a `Delayed` shares the task: it
+/// still runs once. See the [module docs](crate::graph) for how outputs are moved or cloned.
+pub struct Delayed<T> {
+    pub(crate) node: Arc<Node<T>>,
+}
+
+impl<T> Clone for Delayed<T> {
+    fn clone(&self) -> Self {
+        Delayed {
+            node: self.node.clone(),
+        }
+    }
+}
+
+impl<T: Clone + Send + 'static> std::fmt::Debug for Delayed<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Delayed({})", self.node_task().core().key())
+    }
+}
+
+/// Takes an input's output inside a task: moved on the last attempt when nobody else holds it.
+pub(crate) fn fetch<T: Clone + Send + 'static>(
+    slot: &mut Option<Arc<Node<T>>>,
+    ctx: &TaskContext<'_>,
+) -> Result<T, TaskFailure> {
+    let node = if ctx.is_last_attempt() {
+        slot.take()
+    } else {
+        slot.clone()
+    };
+    let node = node.ok_or_else(|| {
+        TaskFailure::Error(Arc::new(Error::Invalid("input already consumed".into())))
+    })?;
+    node.output(true).map_err(TaskFailure::InputFailed)
+}
+
+/// Turns a user closure's error into a task failure.
+pub(crate) fn user_error<E: Into<BoxError>>(e: E) -> TaskFailure {
+    TaskFailure::Error(Arc::from(e.into()))
+}
+
+impl<T: Clone + Send + 'static> Delayed<T> {
+    pub(crate) fn from_node(node: Arc<Node<T>>) -> Self {
+        Delayed { node }
+    }
+
+    fn node_task(&self) -> &dyn Task {
+        self.node.as_ref()
+    }
+
+    /// This task's key.
+    pub fn key(&self) -> TaskKey {
+        self.node_task().core().key()
+    }
+
+    /// Names the task (its *group* in progress and reports). The first label given stays.
+    #[must_use]
+    pub fn label(self, label: &str) -> Self {
+        self.node_task().core().set_label(label);
+        self
+    }
+
+    /// Runs the task up to `n` more times when it panics or returns an error.
+    #[must_use]
+    pub fn retries(self, n: u32) -> Self {
+        self.node_task().core().set_retries(n);
+        self
+    }
+
+    /// Pins the task to the cluster's GPU `index` (for tasks made by
+    /// [`Cluster::delayed_on_gpu`](crate::Cluster::delayed_on_gpu)).
+    #[must_use]
+    pub fn on_gpu(self, index: usize) -> Self {
+        self.node_task().core().set_placement(Placement::Gpu(index));
+        self
+    }
+
+    /// A task that applies `f` to this one's output.
+    pub fn map<U, F>(self, mut f: F) -> Delayed<U>
+    where
+        U: Clone + Send + 'static,
+        F: FnMut(T) -> U + Send + 'static,
+    {
+        self.try_map(move |x| Ok::<U, std::convert::Infallible>(f(x)))
+    }
+
+    /// A task that applies a fallible `f` to this one's output; its error fails the task.
+    pub fn try_map<U, E, F>(self, mut f: F) -> Delayed<U>
+    where
+        U: Clone + Send + 'static,
+        E: Into<BoxError>,
+        F: FnMut(T) -> Result<U, E> + Send + 'static,
+    {
+        let cluster = self.node_task().core().cluster().clone();
+        let input: Arc<dyn Task> = self.node.clone();
+        let mut slot = Some(self.node);
+        Delayed::from_node(Node::new(&cluster, vec![input], move |ctx| {
+            f(fetch(&mut slot, ctx)?).map_err(user_error)
+        }))
+    }
+
+    /// A task whose output is the pair of both outputs.
+    pub fn zip<U: Clone + Send + 'static>(self, other: Delayed<U>) -> Delayed<(T, U)> {
+        let cluster = self.node_task().core().cluster().clone();
+        let inputs: Vec<Arc<dyn Task>> = vec![self.node.clone(), other.node.clone()];
+        let (mut a, mut b) = (Some(self.node), Some(other.node));
+        Delayed::from_node(Node::new(&cluster, inputs, move |ctx| {
+            Ok((fetch(&mut a, ctx)?, fetch(&mut b, ctx)?))
+        }))
+    }
+
+    /// A task whose output is the outputs of `items`, in order. An empty list gives an empty
+    /// `Vec`, computed on the `cluster`.
+    pub fn join_all(cluster: &crate::Cluster, items: Vec<Delayed<T>>) -> Delayed<Vec<T>> {
+        Self::combine(cluster, items, Ok)
+    }
+
+    /// A task applying `f` to the outputs of `items` (the building block of tree reductions).
+    pub(crate) fn combine<U, F>(
+        cluster: &crate::Cluster,
+        items: Vec<Delayed<T>>,
+        mut f: F,
+    ) -> Delayed<U>
+    where
+        U: Clone + Send + 'static,
+        F: FnMut(Vec<T>) -> Result<U, TaskFailure> + Send + 'static,
+    {
+        let inputs: Vec<Arc<dyn Task>> = items
+            .iter()
+            .map(|d| d.node.clone() as Arc<dyn Task>)
+            .collect();
+        let mut slots: Vec<Option<Arc<Node<T>>>> =
+            items.into_iter().map(|d| Some(d.node)).collect();
+        Delayed::from_node(Node::new(cluster.inner(), inputs, move |ctx| {
+            let values = slots
+                .iter_mut()
+                .map(|s| fetch(s, ctx))
+                .collect::<Result<Vec<T>, _>>()?;
+            f(values)
+        }))
+    }
+
+    /// Runs the task and whatever it needs that has not run yet, on the cluster; returns the
+    /// output. A task that already ran is not run again.
+    pub fn compute(self) -> Result<T> {
+        node::wait_for(self.node.clone()).map_err(|e| Error::Task((*e).clone()))?;
+        self.node
+            .output(true)
+            .map_err(|e| Error::Task((*e).clone()))
+    }
+
+    /// Starts the task now and returns a handle to it (like Dask's `client.compute`).
+    pub fn submit(self) -> TaskHandle<T> {
+        node::submit(self.node.clone(), None);
+        TaskHandle::from_node(self.node)
+    }
+}
