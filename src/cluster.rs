@@ -30,7 +30,7 @@
 //! last handle and the last task that needs them are gone. Several clusters may live in one
 //! process; [`Cluster::global`] is a lazily made default one.
 
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use serde::Serialize;
@@ -231,7 +231,7 @@ pub fn parse_memory(text: &str, total: u64) -> Result<u64> {
         }
         (total as f64 * p / 100.0) as u64
     } else {
-        let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
+        let split = t.trim_end_matches(|c: char| c.is_ascii_alphabetic()).len();
         let (num, unit) = t.split_at(split);
         let n: f64 = num
             .trim()
@@ -332,7 +332,7 @@ pub(crate) struct ClusterInner {
     hardware: Hardware,
     plan: Plan,
     pool: Option<rayon::ThreadPool>,
-    pool_threads_alive: Arc<(Mutex<usize>, Condvar)>,
+    pool_threads: Arc<Mutex<Vec<std::thread::JoinHandle<()>>>>,
     gpus: Vec<GpuWorker>,
     pub(crate) events: EventBus,
     pub(crate) started: Instant,
@@ -384,14 +384,10 @@ impl Drop for ClusterInner {
             g.stop();
         }
         let on_own_thread = self.is_pool_thread();
-        drop(self.pool.take());
+        drop(self.pool.take()); // tells the threads to exit once idle
         if !on_own_thread {
-            let (count, cond) = &*self.pool_threads_alive;
-            let mut alive = lock(count);
-            while *alive > 0 {
-                alive = cond
-                    .wait(alive)
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for t in std::mem::take(&mut *lock(&self.pool_threads)) {
+                let _ = t.join();
             }
         }
     }
@@ -434,15 +430,17 @@ impl Cluster {
     }
 
     fn start(hardware: Hardware, plan: Plan, started: Instant) -> Result<Cluster> {
-        let alive = Arc::new((Mutex::new(plan.cpu_threads), Condvar::new()));
-        let on_exit = alive.clone();
+        let threads = Arc::new(Mutex::new(Vec::with_capacity(plan.cpu_threads)));
+        let handles = threads.clone();
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(plan.cpu_threads)
-            .thread_name(|i| format!("onebox-cpu-{i}"))
-            .exit_handler(move |_| {
-                let (count, cond) = &*on_exit;
-                *lock(count) -= 1;
-                cond.notify_all();
+            .spawn_handler(move |t| {
+                let name = format!("onebox-cpu-{}", t.index());
+                let handle = std::thread::Builder::new()
+                    .name(name)
+                    .spawn(move || t.run())?;
+                lock(&handles).push(handle);
+                Ok(())
             })
             .build()
             .map_err(|e| {
@@ -466,7 +464,7 @@ impl Cluster {
             hardware,
             plan,
             pool: Some(pool),
-            pool_threads_alive: alive,
+            pool_threads: threads,
             gpus,
             events: EventBus::default(),
             started,
@@ -591,10 +589,4 @@ impl Cluster {
             })
             .collect()
     }
-}
-
-/// Counts the live clusters' pool threads: used by tests that check threads are joined.
-#[doc(hidden)]
-pub fn live_pool_threads(cluster: &Cluster) -> usize {
-    *lock(&cluster.inner.pool_threads_alive.0)
 }

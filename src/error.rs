@@ -119,7 +119,8 @@ pub enum TaskFailure {
     Error(Arc<dyn std::error::Error + Send + Sync + 'static>),
     /// The task was cancelled before it started.
     Cancelled,
-    /// The task did not run because one of its inputs failed.
+    /// The task did not run because a task it depends on (directly or further up) failed:
+    /// the error of that task, whose own code failed.
     InputFailed(Arc<TaskError>),
 }
 

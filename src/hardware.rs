@@ -106,12 +106,13 @@ impl Hardware {
             .as_ref()
             .map_or((0, 0), |s| (s.total_memory(), s.available_memory()));
         let mut limited = false;
-        if let Some(cg) = sys.as_ref().and_then(|s| s.cgroup_limits()) {
-            if cg.total_memory > 0 && cg.total_memory < total {
-                total = cg.total_memory;
-                available = available.min(cg.free_memory);
-                limited = true;
-            }
+        if let Some(cg) = sys.as_ref().and_then(|s| s.cgroup_limits())
+            && cg.total_memory > 0
+            && cg.total_memory < total
+        {
+            total = cg.total_memory;
+            available = available.min(cg.free_memory);
+            limited = true;
         }
 
         let visible = std::env::var("CUDA_VISIBLE_DEVICES").ok();

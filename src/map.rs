@@ -41,6 +41,10 @@ pub(crate) fn chunk_ranges(n: usize, threads: usize) -> Vec<Range<usize>> {
     (0..n).step_by(size).map(|s| s..(s + size).min(n)).collect()
 }
 
+/// A chunk task's closure, borrowing from `map`'s frame for `'a`.
+type ChunkBody<'a> =
+    Box<dyn FnMut(&TaskContext<'_>) -> std::result::Result<(), TaskFailure> + Send + 'a>;
+
 /// A chunk's progress, so that `map` knows which elements exist after a failure.
 const NOT_STARTED: u8 = 0;
 const STARTED: u8 = 1;
@@ -135,18 +139,13 @@ impl Cluster {
                 state.store(FINISHED, Ordering::Release);
                 Ok(())
             };
-            let body: Box<
-                dyn FnMut(&TaskContext<'_>) -> std::result::Result<(), TaskFailure> + Send + '_,
-            > = Box::new(body);
+            let body: ChunkBody<'_> = Box::new(body);
             // SAFETY: the closure borrows `states`, `buffers` and `f` from this stack frame.
             // This function does not return before every chunk task has ended (the wait loop
             // below waits for all of them, failed or not), and a task drops its closure before
             // it is marked ended, so no borrow outlives the frame.
-            let body: Box<
-                dyn FnMut(&TaskContext<'_>) -> std::result::Result<(), TaskFailure>
-                    + Send
-                    + 'static,
-            > = unsafe { std::mem::transmute(body) };
+            let body: ChunkBody<'static> =
+                unsafe { std::mem::transmute::<ChunkBody<'_>, ChunkBody<'static>>(body) };
             let task = Node::new(self.inner(), Vec::new(), body);
             task.core()
                 .set_label(&format!("map[{}..{}]", ranges[c].start, ranges[c].end));

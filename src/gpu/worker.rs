@@ -14,6 +14,7 @@ use crate::hardware::{GpuInfo, format_cuda_uuid};
 
 /// A running GPU worker, as the cluster sees it.
 pub(crate) struct GpuWorker {
+    index: usize,
     tx: Option<Sender<Arc<dyn Task>>>,
     queued: Arc<AtomicUsize>,
     thread: Option<JoinHandle<()>>,
@@ -55,6 +56,7 @@ impl GpuWorker {
                 }
             })?;
         Ok(GpuWorker {
+            index,
             tx: Some(tx),
             queued,
             thread: Some(thread),
@@ -69,25 +71,25 @@ impl GpuWorker {
     /// Queues a task on this GPU.
     pub(crate) fn send(&self, task: Arc<dyn Task>) {
         self.queued.fetch_add(1, Ordering::Relaxed);
-        if let Some(tx) = &self.tx {
-            if let Err(returned) = tx.send(task) {
-                self.queued.fetch_sub(1, Ordering::Relaxed);
-                let e = Error::Gpu {
-                    gpu: usize::MAX,
-                    message: "the GPU worker has stopped".into(),
-                };
-                node::fail(returned.0, TaskFailure::Error(Arc::new(e)));
-            }
+        if let Some(tx) = &self.tx
+            && let Err(returned) = tx.send(task)
+        {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            let e = Error::Gpu {
+                gpu: self.index,
+                message: "the GPU worker has stopped".into(),
+            };
+            node::fail(returned.0, TaskFailure::Error(Arc::new(e)));
         }
     }
 
     /// Closes the queue and joins the thread (unless called from that thread itself).
     pub(crate) fn stop(&mut self) {
         self.tx = None;
-        if let Some(t) = self.thread.take() {
-            if t.thread().id() != std::thread::current().id() {
-                let _ = t.join();
-            }
+        if let Some(t) = self.thread.take()
+            && t.thread().id() != std::thread::current().id()
+        {
+            let _ = t.join();
         }
     }
 }

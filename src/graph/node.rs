@@ -355,10 +355,14 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-/// The failures of one compute, so that the first error can point at the others.
+/// One compute's bookkeeping: its failures, so that the first error can point at the others,
+/// and how many of its tasks have not ended, so that a failed compute returns only once the
+/// rest of its work has settled (nothing it started is still running behind the caller's back).
 #[derive(Default)]
 pub(crate) struct RunLog {
     failures: Mutex<Vec<Arc<TaskError>>>,
+    outstanding: Mutex<usize>,
+    settled: Condvar,
 }
 
 impl RunLog {
@@ -371,6 +375,21 @@ impl RunLog {
             .cloned()
             .collect();
         first.clone().with_also(others)
+    }
+
+    fn task_ended(&self) {
+        let mut n = lock(&self.outstanding);
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            self.settled.notify_all();
+        }
+    }
+
+    /// Blocks until every task of this compute has ended.
+    fn wait_settled(&self, cluster: &ClusterInner) {
+        block_until(cluster, &self.outstanding, &self.settled, |n| {
+            (*n == 0).then_some(())
+        });
     }
 }
 
@@ -386,7 +405,10 @@ pub(crate) fn submit(root: Arc<dyn Task>, log: Option<Arc<RunLog>>) {
                 continue;
             }
             st.phase = Phase::Waiting;
-            st.log = log.clone();
+            if let Some(log) = &log {
+                *lock(&log.outstanding) += 1;
+                st.log = Some(log.clone());
+            }
             std::mem::take(&mut st.inputs)
         };
         let core = node.core();
@@ -416,7 +438,7 @@ pub(crate) fn submit(root: Arc<dyn Task>, log: Option<Arc<RunLog>>) {
             }
         }
         if let Some(e) = input_error {
-            failed.push((node, TaskFailure::InputFailed(e)));
+            failed.push((node, TaskFailure::InputFailed(root_of(&e))));
         } else if core.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
             ready.push(node);
         }
@@ -496,7 +518,7 @@ pub(crate) fn fail(node: Arc<dyn Task>, failure: TaskFailure) -> bool {
 fn finish(node: Arc<dyn Task>, result: Result<(), Arc<TaskError>>) {
     let mut work = vec![(node, result)];
     while let Some((node, result)) = work.pop() {
-        let dependents = {
+        let (dependents, log) = {
             let mut st = lock(&node.core().state);
             if matches!(st.phase, Phase::Done | Phase::Failed(_)) {
                 continue;
@@ -505,10 +527,12 @@ fn finish(node: Arc<dyn Task>, result: Result<(), Arc<TaskError>>) {
                 Ok(()) => Phase::Done,
                 Err(e) => Phase::Failed(e.clone()),
             };
-            st.log = None;
             st.inputs.clear();
-            std::mem::take(&mut st.dependents)
+            (std::mem::take(&mut st.dependents), st.log.take())
         };
+        if let Some(log) = log {
+            log.task_ended();
+        }
         if result.is_err() {
             // A failed node will never run: release its closure and the inputs it holds.
             node.release();
@@ -533,7 +557,7 @@ fn finish(node: Arc<dyn Task>, result: Result<(), Arc<TaskError>>) {
                             let key = t.core().key();
                             let err = Arc::new(TaskError::new(
                                 key,
-                                TaskFailure::InputFailed(e.clone()),
+                                TaskFailure::InputFailed(root_of(e)),
                                 0,
                             ));
                             work.push((t, Err(err)));
@@ -542,6 +566,15 @@ fn finish(node: Arc<dyn Task>, result: Result<(), Arc<TaskError>>) {
                 },
             }
         }
+    }
+}
+
+/// The error of the task whose own code failed. Skipped tasks point straight at it, so error
+/// chains stay one level deep however long the graph (no deep recursion to print or drop).
+fn root_of(e: &Arc<TaskError>) -> Arc<TaskError> {
+    match e.failure() {
+        TaskFailure::InputFailed(inner) => inner.clone(),
+        _ => e.clone(),
     }
 }
 
@@ -576,29 +609,37 @@ impl Waiter for Latch {
 }
 
 impl Latch {
-    /// Blocks until the node ends. On a pool thread of `cluster` it keeps running other tasks
-    /// meanwhile, so a task that computes a graph inside never starves the pool.
+    /// Blocks until the node ends.
     pub(crate) fn wait(&self, cluster: &ClusterInner) -> Result<(), Arc<TaskError>> {
-        if cluster.is_pool_thread() {
-            loop {
-                if let Some(r) = lock(&self.result).clone() {
-                    return r;
-                }
-                if !matches!(rayon::yield_now(), Some(rayon::Yield::Executed)) {
-                    std::thread::sleep(std::time::Duration::from_micros(50));
-                }
-            }
-        }
-        let mut guard = lock(&self.result);
+        block_until(cluster, &self.result, &self.cond, |r| r.clone())
+    }
+}
+
+/// Blocks until `ready` returns a value for the state behind `mutex` (re-checked whenever
+/// `cond` is notified). On a pool thread of `cluster` it runs other tasks meanwhile instead of
+/// sleeping, so a task that computes a graph inside never starves the pool.
+fn block_until<S, R>(
+    cluster: &ClusterInner,
+    mutex: &Mutex<S>,
+    cond: &Condvar,
+    ready: impl Fn(&S) -> Option<R>,
+) -> R {
+    if cluster.is_pool_thread() {
         loop {
-            if let Some(r) = guard.clone() {
+            if let Some(r) = ready(&lock(mutex)) {
                 return r;
             }
-            guard = self
-                .cond
-                .wait(guard)
-                .unwrap_or_else(PoisonError::into_inner);
+            if !matches!(rayon::yield_now(), Some(rayon::Yield::Executed)) {
+                std::thread::sleep(std::time::Duration::from_micros(50));
+            }
         }
+    }
+    let mut guard = lock(mutex);
+    loop {
+        if let Some(r) = ready(&guard) {
+            return r;
+        }
+        guard = cond.wait(guard).unwrap_or_else(PoisonError::into_inner);
     }
 }
 
@@ -610,7 +651,8 @@ pub(crate) fn wait_for(node: Arc<dyn Task>) -> Result<(), Arc<TaskError>> {
     let latch = Arc::new(Latch::default());
     add_waiter(&node, latch.clone());
     drop(node);
-    latch
-        .wait(&cluster)
-        .map_err(|e| Arc::new(log.attach_others(&e)))
+    latch.wait(&cluster).map_err(|e| {
+        log.wait_settled(&cluster);
+        Arc::new(log.attach_others(&e))
+    })
 }
