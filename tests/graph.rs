@@ -60,7 +60,7 @@ fn random_dag_of_100k_tasks_equals_sequential_evaluation() {
     for (i, d) in deps.iter().enumerate() {
         let inputs: Vec<Delayed<u64>> = d.iter().map(|&j| nodes[j].clone()).collect();
         let runs = runs.clone();
-        let node = Delayed::join_all(&c, inputs).map(move |xs| {
+        let node = Delayed::join_with(&c, inputs, move |xs| {
             runs.fetch_add(1, Ordering::Relaxed);
             node_value(i, &xs)
         });

@@ -128,7 +128,18 @@ impl<T: Clone + Send + 'static> Delayed<T> {
         Self::combine(cluster, items, Ok)
     }
 
-    /// A task applying `f` to the outputs of `items` (the building block of tree reductions).
+    /// A task applying `f` to the outputs of `items`, in order: one task, where
+    /// `join_all(..).map(f)` would make two.
+    pub fn join_with<U, F>(cluster: &crate::Cluster, items: Vec<Delayed<T>>, mut f: F) -> Delayed<U>
+    where
+        U: Clone + Send + 'static,
+        F: FnMut(Vec<T>) -> U + Send + 'static,
+    {
+        Self::combine(cluster, items, move |xs| Ok(f(xs)))
+    }
+
+    /// A task applying a fallible `f` to the outputs of `items` (the building block of tree
+    /// reductions).
     pub(crate) fn combine<U, F>(
         cluster: &crate::Cluster,
         items: Vec<Delayed<T>>,
