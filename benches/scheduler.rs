@@ -8,6 +8,9 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use onebox::prelude::*;
 use rayon::prelude::*;
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 fn cluster() -> Cluster {
     Cluster::builder().ignore_env().build().expect("cluster")
 }
@@ -45,23 +48,7 @@ fn independent_tasks(c: &mut Criterion) {
 fn random_dag(c: &mut Criterion) {
     let cluster = cluster();
     let n = 100_000usize;
-    let mut state = 7u64;
-    let mut next = move |below: usize| {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) % below as u64) as usize
-    };
-    let deps: Vec<Vec<usize>> = (0..n)
-        .map(|i| {
-            if i == 0 {
-                vec![]
-            } else {
-                (0..next(4)).map(|_| next(i)).collect()
-            }
-        })
-        .collect();
+    let deps = common::random_dag(n, 7);
     let mut g = c.benchmark_group("random-dag");
     g.sample_size(10);
     g.throughput(Throughput::Elements(n as u64));

@@ -10,6 +10,8 @@ use onebox::hardware::Hardware;
 use onebox::prelude::*;
 use onebox::{BoxError, Worker};
 
+mod common;
+
 fn gpu_cluster() -> Option<Cluster> {
     let hw = Hardware::detect();
     if hw.gpus.is_empty() {
@@ -32,18 +34,10 @@ fn gpu_cluster() -> Option<Cluster> {
     Some(cluster)
 }
 
-/// Fresh, non-trivial data: a SplitMix64 stream mapped to floats in [-1, 1).
+/// Fresh, non-trivial data in [-1, 1).
 fn random_f32(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed;
-    (0..n)
-        .map(|_| {
-            s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = s;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            ((z ^ (z >> 31)) >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        })
-        .collect()
+    let mut rng = common::SplitMix64(seed);
+    (0..n).map(|_| rng.unit_f32()).collect()
 }
 
 #[test]

@@ -8,35 +8,8 @@ use onebox::diagnostics::{Event, TaskOutcome};
 use onebox::prelude::*;
 use onebox::{Error, TaskFailure};
 
-fn cluster(threads: usize) -> Cluster {
-    Cluster::builder()
-        .threads(threads)
-        .ignore_env()
-        .build()
-        .unwrap()
-}
-
-/// A random DAG: node i depends on up to 3 earlier nodes; its value mixes theirs.
-fn random_dag(n: usize, seed: u64) -> Vec<Vec<usize>> {
-    let mut state = seed;
-    let mut next = move |below: usize| {
-        // SplitMix64: a tiny, well-mixed generator for test data.
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) % below as u64) as usize
-    };
-    (0..n)
-        .map(|i| {
-            if i == 0 {
-                vec![]
-            } else {
-                (0..next(4)).map(|_| next(i)).collect()
-            }
-        })
-        .collect()
-}
+mod common;
+use common::{cluster, random_dag};
 
 fn node_value(i: usize, inputs: &[u64]) -> u64 {
     inputs

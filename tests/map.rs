@@ -6,13 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use onebox::prelude::*;
 use proptest::prelude::*;
 
-fn cluster(threads: usize) -> Cluster {
-    Cluster::builder()
-        .threads(threads)
-        .ignore_env()
-        .build()
-        .unwrap()
-}
+mod common;
+use common::cluster;
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
