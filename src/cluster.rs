@@ -453,11 +453,16 @@ impl Cluster {
         let mut gpus = Vec::with_capacity(plan.gpus.len());
         for (index, &hw_index) in plan.gpus.iter().enumerate() {
             let info = hardware.gpus[hw_index].clone();
-            let worker =
-                GpuWorker::start(index, info, plan.streams_per_gpu).map_err(|e| Error::Gpu {
-                    gpu: index,
-                    message: format!("could not start its worker thread: {e}"),
-                })?;
+            let worker = GpuWorker::start(
+                index,
+                info,
+                plan.streams_per_gpu,
+                plan.gpu_memory_limits[index],
+            )
+            .map_err(|e| Error::Gpu {
+                gpu: index,
+                message: format!("could not start its worker thread: {e}"),
+            })?;
             gpus.push(worker);
         }
         let inner = ClusterInner {

@@ -19,9 +19,15 @@
 //! finds its CUDA device by UUID. With no GPU, none of this starts, and a GPU task fails at once
 //! with [`Error::NoGpu`](crate::Error::NoGpu).
 
+pub mod kernels;
+pub(crate) mod libs;
+mod ops;
 pub(crate) mod worker;
 
-use std::sync::Arc;
+pub use kernels::{Expr, Reduce};
+pub use ops::{DeviceBuffer, DeviceMemory, GpuFloat};
+
+use std::sync::{Arc, OnceLock};
 
 use cudarc::driver::{CudaContext, CudaStream};
 
@@ -34,6 +40,8 @@ pub struct GpuContext {
     info: Arc<GpuInfo>,
     context: Arc<CudaContext>,
     stream: Arc<CudaStream>,
+    shared: Arc<ops::GpuShared>,
+    blas: OnceLock<ops::BlasHandle>,
 }
 
 impl GpuContext {

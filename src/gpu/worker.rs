@@ -7,6 +7,7 @@ use std::thread::JoinHandle;
 use crossbeam::channel::{Sender, unbounded};
 
 use super::GpuContext;
+use super::ops::{DeviceMemory, GpuShared};
 use crate::error::{Error, TaskFailure};
 use crate::graph::Worker;
 use crate::graph::node::{self, Task};
@@ -22,7 +23,12 @@ pub(crate) struct GpuWorker {
 
 impl GpuWorker {
     /// Starts the worker of cluster GPU `index`; its context opens in the background.
-    pub(crate) fn start(index: usize, info: GpuInfo, streams: usize) -> std::io::Result<GpuWorker> {
+    pub(crate) fn start(
+        index: usize,
+        info: GpuInfo,
+        streams: usize,
+        memory_limit: u64,
+    ) -> std::io::Result<GpuWorker> {
         let (tx, rx) = unbounded::<Arc<dyn Task>>();
         let queued = Arc::new(AtomicUsize::new(0));
         let q = queued.clone();
@@ -30,7 +36,7 @@ impl GpuWorker {
             .name(format!("onebox-gpu-{index}"))
             .spawn(move || {
                 let info = Arc::new(info);
-                let contexts = open(index, &info, streams);
+                let contexts = open(index, &info, streams, memory_limit);
                 for (n, task) in rx.into_iter().enumerate() {
                     q.fetch_sub(1, Ordering::Relaxed);
                     match &contexts {
@@ -95,7 +101,12 @@ impl GpuWorker {
 }
 
 /// Opens the CUDA context of the device whose UUID is `info.uuid`, and `streams` streams on it.
-fn open(index: usize, info: &Arc<GpuInfo>, streams: usize) -> Result<Vec<GpuContext>, String> {
+fn open(
+    index: usize,
+    info: &Arc<GpuInfo>,
+    streams: usize,
+    memory_limit: u64,
+) -> Result<Vec<GpuContext>, String> {
     use cudarc::driver::{CudaContext, result, sys};
 
     // SAFETY: only tries to open the library. cudarc panics on a driver call without it.
@@ -118,6 +129,13 @@ fn open(index: usize, info: &Arc<GpuInfo>, streams: usize) -> Result<Vec<GpuCont
             )
         })?;
     let context = CudaContext::new(ordinal as usize).map_err(err)?;
+    let sms = context
+        .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+        .map_err(err)?;
+    let shared = Arc::new(GpuShared::new(
+        DeviceMemory::new(index, memory_limit),
+        sms.max(1) as u32,
+    ));
     (0..streams.max(1))
         .map(|s| {
             Ok(GpuContext {
@@ -126,6 +144,8 @@ fn open(index: usize, info: &Arc<GpuInfo>, streams: usize) -> Result<Vec<GpuCont
                 info: info.clone(),
                 context: context.clone(),
                 stream: context.new_stream().map_err(err)?,
+                shared: shared.clone(),
+                blas: std::sync::OnceLock::new(),
             })
         })
         .collect()
