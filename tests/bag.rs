@@ -140,7 +140,7 @@ proptest! {
         let keyed: Vec<(i64, usize)> = v.iter().copied().zip(0..).collect();
         let kb = Bag::from_vec(&cluster(), keyed.clone(), parts).unwrap();
         let mut expect = keyed.clone();
-        expect.sort_by(|a, b| b.0.abs().cmp(&a.0.abs()));
+        expect.sort_by_key(|b| std::cmp::Reverse(b.0.abs()));
         expect.truncate(k);
         prop_assert_eq!(kb.top_k(k, |(x, _)| x.abs()).compute().unwrap(), expect);
 
@@ -239,7 +239,7 @@ fn creation_helpers() {
         &c,
         vec![
             c.delayed(|| vec![1, 2]),
-            c.delayed(|| Vec::new()),
+            c.delayed(Vec::new),
             c.value(vec![3]),
         ],
     );

@@ -39,7 +39,8 @@
 //! let bag = Bag::range(&cluster, 1_000, 4)?;                  // 0..1000 in 4 partitions
 //! let odd_squares = bag.clone().filter(|x| x % 2 == 1).map(|x| x * x);
 //! assert_eq!(odd_squares.count().compute()?, 500);
-//! assert_eq!(odd_squares.sum().compute()?, (0..1000u64).filter(|x| x % 2 == 1).map(|x| x * x).sum());
+//! let expected: u64 = (0..1000u64).filter(|x| x % 2 == 1).map(|x| x * x).sum();
+//! assert_eq!(odd_squares.sum().compute()?, expected);
 //!
 //! let words = Bag::from_vec(&cluster, vec!["a b", "b c", "b"], 2)?
 //!     .flat_map(|line| line.split(' ').map(str::to_string).collect::<Vec<_>>());
@@ -278,7 +279,7 @@ impl<T: Clone + Send + 'static> Bag<T> {
         }
         let n = items.len();
         let ranges = if n == 0 {
-            vec![0..0]
+            std::iter::once(0..0).collect()
         } else {
             (0..n)
                 .step_by(partition_size)

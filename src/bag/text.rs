@@ -482,7 +482,7 @@ impl<T: Display + Clone + Send + 'static> Bag<T> {
 /// A file being written, plain or gzip-compressed.
 enum Out {
     Plain(io::BufWriter<File>),
-    Gz(flate2::write::GzEncoder<io::BufWriter<File>>),
+    Gz(Box<flate2::write::GzEncoder<io::BufWriter<File>>>),
 }
 
 impl Write for Out {
@@ -529,10 +529,10 @@ fn write_partition<T: Display + 'static>(
     let file = tmp.reopen().map_err(io)?;
     let buffered = io::BufWriter::with_capacity(256 * 1024, file);
     let mut out = if is_gzip(path) {
-        Out::Gz(flate2::write::GzEncoder::new(
+        Out::Gz(Box::new(flate2::write::GzEncoder::new(
             buffered,
             flate2::Compression::default(),
-        ))
+        )))
     } else {
         Out::Plain(buffered)
     };
