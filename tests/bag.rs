@@ -186,6 +186,11 @@ proptest! {
             b.clone().filter_str(|l| l.contains('é')).compute().unwrap(),
             lines.iter().filter(|l| l.contains('é')).cloned().collect::<Vec<_>>()
         );
+        // Grouping words by their first character (a shuffle of a text bag).
+        let mut groups: BTreeMap<char, Vec<String>> = BTreeMap::new();
+        for w in &words { groups.entry(w.chars().next().unwrap()).or_default().push(w.clone()); }
+        let g = b.clone().words().groupby(|w| w.chars().next().unwrap_or(' ')).unwrap();
+        prop_assert_eq!(sorted(g.compute().unwrap()), groups.into_iter().collect::<Vec<_>>());
         // The same through the owned path (a map loses the borrowed view).
         prop_assert_eq!(
             sorted(b.map(|l| l).words().frequencies().compute().unwrap()),
@@ -372,6 +377,13 @@ fn read_text_sources_and_errors() {
         vec!["four", "five six", "one two", "three"]
     );
     let _ = TextSource::from(vec!["x"]);
+
+    let empty = write(dir.path(), "empty", b"");
+    let e = Bag::read_text(&c, &empty).unwrap();
+    assert_eq!((e.npartitions(), e.count().compute().unwrap()), (1, 0));
+    let no_files = tempfile::tempdir().unwrap();
+    let err = Bag::read_text(&c, no_files.path()).unwrap_err().to_string();
+    assert!(err.contains("no files"), "{err}");
 
     let missing = dir.path().join("nope.txt");
     let err = Bag::read_text(&c, &missing).unwrap_err();

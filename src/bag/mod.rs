@@ -65,8 +65,10 @@
 //! ## Failures
 //!
 //! Partition tasks are labelled `bag-<operation>[<partition>]`, so a panicking closure or a
-//! bad line gives an [`Error::Task`](crate::Error::Task) that names the partition, e.g.
+//! bad line gives an [`Error::Task`] that names the partition, e.g.
 //! `task bag-count[3]#41 panicked: ...`.
+//!
+//! [`Error::Task`]: crate::Error::Task
 
 mod group;
 mod reduce;
@@ -594,7 +596,7 @@ impl Bag<serde_json::Value> {
 }
 
 /// Iterator over a bag's items, from [`Bag::iter`].
-pub struct BagIter<T> {
+pub struct BagIter<T: Clone + Send + 'static> {
     pending: std::vec::IntoIter<Delayed<Vec<T>>>,
     running: std::collections::VecDeque<TaskHandle<Vec<T>>>,
     current: std::vec::IntoIter<T>,
@@ -602,7 +604,7 @@ pub struct BagIter<T> {
     failed: bool,
 }
 
-impl<T> std::fmt::Debug for BagIter<T> {
+impl<T: Clone + Send + 'static> std::fmt::Debug for BagIter<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BagIter")
             .field(
@@ -610,6 +612,15 @@ impl<T> std::fmt::Debug for BagIter<T> {
                 &(self.pending.len() + self.running.len()),
             )
             .finish_non_exhaustive()
+    }
+}
+
+impl<T: Clone + Send + 'static> Drop for BagIter<T> {
+    /// Cancels the partitions started ahead that have not begun running.
+    fn drop(&mut self) {
+        for h in self.running.drain(..) {
+            h.cancel();
+        }
     }
 }
 

@@ -31,6 +31,11 @@ impl From<String> for TextSource {
         TextSource(vec![PathBuf::from(s)])
     }
 }
+impl From<&String> for TextSource {
+    fn from(s: &String) -> Self {
+        TextSource(vec![PathBuf::from(s)])
+    }
+}
 impl From<&Path> for TextSource {
     fn from(p: &Path) -> Self {
         TextSource(vec![p.to_path_buf()])
