@@ -113,6 +113,18 @@ impl<T: Clone + Send + 'static> Bag<T> {
     /// `binop`), then the maps are merged in a tree with `combine` (like Dask's `foldby`, the
     /// fast path for grouped reductions: only one accumulator per key and partition is kept).
     /// The result has one partition; its order is unspecified.
+    ///
+    /// ```
+    /// use onebox::prelude::*;
+    /// let cluster = Cluster::builder().threads(2).build()?;
+    /// let sales = Bag::from_vec(&cluster, vec![("ann", 3), ("bob", 4), ("ann", 5)], 2)?;
+    /// let mut totals = sales
+    ///     .foldby(|(who, _)| *who, 0, |acc, (_, n)| acc + n, |a, b| a + b)
+    ///     .compute()?;
+    /// totals.sort();
+    /// assert_eq!(totals, [("ann", 8), ("bob", 4)]);
+    /// # Ok::<(), onebox::Error>(())
+    /// ```
     pub fn foldby<K, A, KF, B, C>(&self, key: KF, init: A, binop: B, combine: C) -> Bag<(K, A)>
     where
         K: Hash + Eq + Clone + Send + 'static,
@@ -385,6 +397,16 @@ impl<T: Clone + Send + 'static> Bag<T> {
     /// dropped. Makes as many output partitions as input ones, at most 64; see
     /// [`groupby_into`](Bag::groupby_into). For reductions per key prefer
     /// [`foldby`](Bag::foldby), which moves no items.
+    ///
+    /// ```
+    /// use onebox::prelude::*;
+    /// let cluster = Cluster::builder().threads(2).build()?;
+    /// let words = Bag::from_vec(&cluster, vec!["apple".to_string(), "bean".into(), "avocado".into()], 2)?;
+    /// let mut groups = words.groupby(|w| w.chars().next())?.compute()?;
+    /// groups.sort();
+    /// assert_eq!(groups[0], (Some('a'), vec!["apple".to_string(), "avocado".into()]));
+    /// # Ok::<(), onebox::Error>(())
+    /// ```
     pub fn groupby<K, F>(&self, key: F) -> Result<Bag<(K, Vec<T>)>>
     where
         T: serde::Serialize + serde::de::DeserializeOwned,

@@ -380,6 +380,15 @@ impl Bag<String> {
 
     /// Replaces every item by the pieces `f` emits for it, as `&str` slices of the item (a
     /// tokenizer that allocates nothing): `f(line, emit)` calls `emit(piece)` for each piece.
+    ///
+    /// ```
+    /// use onebox::prelude::*;
+    /// let cluster = Cluster::builder().threads(2).build()?;
+    /// let csv = Bag::from_vec(&cluster, vec!["a,b".to_string(), "c".into()], 2)?;
+    /// let fields = csv.flat_map_str(|line, emit| line.split(',').for_each(|f| emit(f)));
+    /// assert_eq!(fields.compute()?, ["a", "b", "c"]);
+    /// # Ok::<(), onebox::Error>(())
+    /// ```
     pub fn flat_map_str<F>(self, f: F) -> Bag<String>
     where
         F: Fn(&str, &mut dyn FnMut(&str)) + Send + Sync + 'static,
