@@ -250,6 +250,13 @@ fn creation_helpers() {
     );
     assert_eq!(d.sum().compute().unwrap(), 6);
     assert_eq!(d.compute().unwrap(), vec![1, 2, 3]);
+    let none = Bag::<i64>::from_delayed(&c, Vec::new());
+    assert_eq!(none.npartitions(), 0);
+    assert_eq!(none.compute().unwrap(), Vec::<i64>::new());
+    assert_eq!(none.sum().compute().unwrap(), 0);
+    assert_eq!(none.max().compute().unwrap(), None);
+    assert_eq!(none.groupby(|x| *x).unwrap().compute().unwrap(), Vec::new());
+    assert_eq!(none.take(3).unwrap(), Vec::<i64>::new());
     assert!(matches!(
         Bag::from_vec(&c, vec![1], 0),
         Err(Error::Config { .. })

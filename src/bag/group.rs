@@ -413,7 +413,7 @@ impl<T: Clone + Send + 'static> Bag<T> {
         K: Hash + Eq + Clone + Send + 'static,
         F: Fn(&T) -> K + Send + Sync + 'static,
     {
-        self.groupby_into(key, self.npartitions().min(MAX_SHUFFLE_PARTITIONS))
+        self.groupby_into(key, self.npartitions().clamp(1, MAX_SHUFFLE_PARTITIONS))
     }
 
     /// [`groupby`](Bag::groupby) into `npartitions` output partitions (groups are spread by
