@@ -62,6 +62,15 @@
 //! `read_text(..).words().frequencies()` is a word count that allocates once per *distinct*
 //! word and partition.
 //!
+//! ## Speed
+//!
+//! On a 2-core AMD EPYC (24 GiB, no GPU), `examples/wordcount.rs` (the 20 most frequent words
+//! of a generated 301 MB corpus of 16 files) ran at 284 MB/s when the machine was otherwise
+//! idle, as fast as the same program written by hand on rayon (`examples/wordcount_rayon.rs`,
+//! 266 to 285 MB/s); over 8 alternating runs on a busy machine their CPU times stayed within
+//! 11% of each other. `cat` reads those files at about 1.8 GB/s from disk and 6 GB/s from the
+//! page cache: a word count is bound by splitting and hashing, not by reading.
+//!
 //! ## Failures
 //!
 //! Partition tasks are labelled `bag-<operation>[<partition>]`, so a panicking closure or a
