@@ -470,8 +470,9 @@ impl<T: Display + Clone + Send + 'static> Bag<T> {
     /// Directories are created; a path ending in `.gz` is gzip-compressed.
     ///
     /// Each file is written to a temporary file beside it and renamed into place when
-    /// complete, so a failed run leaves no half-written file (files of partitions that
-    /// finished are complete).
+    /// complete, so a failed run leaves no half-written file: when this returns, every
+    /// partition has finished or failed, and the files present are complete. The error is
+    /// the first failed partition's.
     pub fn to_textfiles(&self, pattern: &str) -> Result<Vec<PathBuf>> {
         let n = self.npartitions();
         let mut tasks = Vec::with_capacity(n);
@@ -487,9 +488,23 @@ impl<T: Display + Clone + Send + 'static> Bag<T> {
                 Ok(path.clone())
             }));
         }
-        Delayed::join_all(&self.cluster, tasks)
-            .label("bag-to-textfiles-done")
-            .compute()
+        // Wait for every partition, even after a failure, so that when this returns no
+        // temporary file is left and every file present is complete.
+        let handles: Vec<_> = tasks.into_iter().map(Delayed::submit).collect();
+        let mut paths = Vec::with_capacity(n);
+        let mut failed = None;
+        for h in handles {
+            match h.result() {
+                Ok(p) => paths.push(p),
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
+            }
+        }
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(paths),
+        }
     }
 }
 
