@@ -33,6 +33,7 @@
 
 #![warn(missing_docs)]
 
+pub mod bag;
 pub mod cluster;
 pub mod diagnostics;
 pub mod error;
@@ -41,6 +42,7 @@ pub mod graph;
 pub mod hardware;
 pub mod map;
 
+pub use bag::{Bag, TextOptions};
 pub use cluster::{Cluster, ClusterBuilder, Plan, Settings};
 pub use error::{BoxError, Error, Result, TaskError, TaskFailure};
 pub use graph::{
@@ -50,5 +52,5 @@ pub use hardware::{GpuInfo, GpuSource, Hardware};
 
 /// The names most programs need: `use onebox::prelude::*;`.
 pub mod prelude {
-    pub use crate::{Cluster, Delayed, Error, Result, TaskHandle, as_completed, gather, wait};
+    pub use crate::{Bag, Cluster, Delayed, Error, Result, TaskHandle, as_completed, gather, wait};
 }
