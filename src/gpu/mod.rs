@@ -1,7 +1,7 @@
 //! GPU workers: one thread per GPU that owns the GPU's CUDA context and its streams.
 //!
 //! A CUDA context is bound to threads, and the cheapest way to keep a GPU busy from Rust is one
-//! long-lived thread that owns it. So each GPU of a cluster gets a [`worker`] thread with:
+//! long-lived thread that owns it. So each GPU of a cluster gets a worker thread with:
 //!
 //! | on the CPU you have   | on a GPU worker you have                       |
 //! |-----------------------|------------------------------------------------|
