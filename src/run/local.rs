@@ -484,3 +484,141 @@ fn attempt_once(job: &JobSpec, state: &Running) -> std::io::Result<Outcome> {
         ),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::spec::parse_tasks;
+
+    /// Runs `tasks_yaml` with fake slots; returns each task's stdout lines.
+    fn run_with(slots: &Slots, tasks_yaml: &str) -> (Vec<TaskRecord>, Vec<Vec<String>>) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = ResultsDir::new(tmp.path().join("r"));
+        std::fs::create_dir_all(dir.state_dir()).unwrap();
+        let tasks = parse_tasks(tasks_yaml, "t").unwrap();
+        slots.check(&tasks).unwrap();
+        let opts = RunOptions::new("t");
+        let progress = Progress::new(super::super::ProgressMode::Quiet, tasks.len());
+        let (records, interrupted) = run(&dir, &tasks, slots, &opts, &progress).unwrap();
+        assert!(!interrupted);
+        let outs = tasks
+            .iter()
+            .map(|t| {
+                std::fs::read_to_string(dir.task(&t.name).join("stdout"))
+                    .unwrap()
+                    .lines()
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .collect();
+        (records, outs)
+    }
+
+    /// (start ns, end ns, the first line) of each task that printed `line0; date; sleep; date`.
+    fn intervals(outs: &[Vec<String>]) -> Vec<(u128, u128, String)> {
+        outs.iter()
+            .map(|o| (o[1].parse().unwrap(), o[2].parse().unwrap(), o[0].clone()))
+            .collect()
+    }
+
+    const TIMED: &str = "date +%s%N; sleep 0.3; date +%s%N";
+
+    #[test]
+    fn gpus_go_to_one_task_at_a_time() {
+        let slots = Slots {
+            cpus: 8,
+            max_parallel: 8,
+            gpus: vec!["GPU-a".into(), "GPU-b".into()],
+        };
+        let mut yaml = String::from("tasks:\n");
+        for _ in 0..5 {
+            yaml.push_str(&format!(
+                "  - command: echo \"$CUDA_VISIBLE_DEVICES\"; {TIMED}\n    gpus: 1\n"
+            ));
+        }
+        yaml.push_str(&format!(
+            "  - command: echo \"$CUDA_VISIBLE_DEVICES\"; {TIMED}\n    gpus: 2\n"
+        ));
+        yaml.push_str(&format!(
+            "  - command: echo \"[$CUDA_VISIBLE_DEVICES]\"; {TIMED}\n    gpus: 0\n"
+        ));
+        let (records, outs) = run_with(&slots, &yaml);
+        assert!(records.iter().all(|r| r.state == TaskState::Done));
+        let iv = intervals(&outs);
+        for (i, a) in iv.iter().enumerate().take(6) {
+            let want: &[&str] = if i < 5 {
+                &["GPU-a", "GPU-b"]
+            } else {
+                &["GPU-a,GPU-b"]
+            };
+            assert!(want.contains(&a.2.as_str()), "task {i} saw {:?}", a.2);
+            for b in &iv[i + 1..6] {
+                let overlap = a.0 < b.1 && b.0 < a.1;
+                let shared = a.2.split(',').any(|g| b.2.split(',').any(|h| g == h));
+                assert!(
+                    !(overlap && shared),
+                    "two tasks shared a GPU at once: {a:?} {b:?}"
+                );
+            }
+        }
+        assert_eq!(iv[6].2, "[]");
+    }
+
+    #[test]
+    fn cpu_slots_are_never_oversubscribed() {
+        let slots = Slots {
+            cpus: 3,
+            max_parallel: 3,
+            gpus: Vec::new(),
+        };
+        let cpus = [2, 1, 1, 3, 1, 2, 1];
+        let mut yaml = String::from("tasks:\n");
+        for c in cpus {
+            yaml.push_str(&format!("  - command: echo {c}; {TIMED}\n    cpus: {c}\n"));
+        }
+        let (_, outs) = run_with(&slots, &yaml);
+        let iv = intervals(&outs);
+        // At every task's start, the CPUs of the tasks running then fit in the slots.
+        for a in &iv {
+            let busy: usize = iv
+                .iter()
+                .filter(|b| b.0 <= a.0 && a.0 < b.1)
+                .map(|b| b.2.parse::<usize>().unwrap())
+                .sum();
+            assert!(busy <= 3, "{busy} CPUs busy at once: {iv:?}");
+        }
+    }
+
+    #[test]
+    fn tasks_that_cannot_fit_are_refused_before_running() {
+        let slots = Slots {
+            cpus: 2,
+            max_parallel: 2,
+            gpus: vec!["0".into()],
+        };
+        let tasks = parse_tasks("tasks:\n  - command: a\n    cpus: 3\n", "t").unwrap();
+        assert!(
+            slots
+                .check(&tasks)
+                .unwrap_err()
+                .to_string()
+                .contains("3 CPUs")
+        );
+        let tasks = parse_tasks("tasks:\n  - command: a\n    gpus: 2\n", "t").unwrap();
+        assert!(matches!(
+            slots.check(&tasks),
+            Err(Error::NoGpu { available: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn an_empty_batch_runs_nothing() {
+        let slots = Slots {
+            cpus: 1,
+            max_parallel: 1,
+            gpus: Vec::new(),
+        };
+        let (records, outs) = run_with(&slots, "tasks: []\n");
+        assert!(records.is_empty() && outs.is_empty());
+    }
+}

@@ -720,3 +720,227 @@ pub fn split_words(text: &str) -> std::result::Result<Vec<String>, String> {
     }
     Ok(words)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn run_yaml(body: &str) -> Result<RunSpec> {
+        parse_run(body, "run.yaml")
+    }
+
+    fn err(r: Result<impl fmt::Debug>) -> String {
+        match r {
+            Ok(v) => panic!("expected an error, got {v:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    const RESULTS: &str = "results:\n  class_spec: LocalResults\n  path: /tmp/r/{name}\n";
+
+    #[test]
+    fn saturn_run_files_are_accepted_as_written() {
+        let spec = run_yaml(&format!(
+            "executor:\n  class_spec: DaskExecutor\n  cluster_class: LocalCluster\n{RESULTS}file_syncs:\n  - src: /home/jovyan/workspace/julia-example/\n    dest: /other/\n  - src: /a\n"
+        ))
+        .unwrap();
+        assert_eq!(spec.executor, Executor::Local { slots: None });
+        assert_eq!(spec.results_path, "/tmp/r/{name}");
+        assert_eq!(spec.file_syncs[0].dest, PathBuf::from("/other/"));
+        assert_eq!(spec.file_syncs[1].dest, PathBuf::from("/a"));
+        let saturn = run_yaml(&format!(
+            "executor:\n  class_spec: DaskExecutor\n  cluster_class: SaturnCluster\n  cluster_kwargs:\n    n_workers: 3\n    threads_per_worker: 2\n{RESULTS}"
+        ))
+        .unwrap();
+        assert_eq!(saturn.executor, Executor::Local { slots: Some(6) });
+        let tasks = parse_tasks(
+            "tasks:\n  - command: julia /w/fibonacci.jl 12\n  - command: julia /w/fibonacci.jl 30\n    name: fib-30\n",
+            "tasks.yaml",
+        )
+        .unwrap();
+        assert_eq!(tasks[0].name, "0");
+        assert_eq!(tasks[0].argv, [SHELL, "-c", "julia /w/fibonacci.jl 12"]);
+        assert_eq!(tasks[1].name, "fib-30");
+        assert_eq!(tasks[1].index, 1);
+        assert_eq!(
+            (tasks[1].cpus, tasks[1].gpus, tasks[1].retries),
+            (1, None, 0)
+        );
+    }
+
+    #[test]
+    fn task_extensions_are_read() {
+        let t = parse_tasks(
+            "tasks:\n  - command: [python, train.py, --fold, 3]\n    name: 7\n    cpus: 4\n    gpus: 1\n    env: {SEED: 42, MODE: fast}\n    timeout: 1h30m\n    retries: 2\n    workdir: /w\n",
+            "t",
+        )
+        .unwrap();
+        let t = &t[0];
+        assert_eq!(t.name, "7");
+        assert_eq!(t.argv, ["python", "train.py", "--fold", "3"]);
+        assert_eq!((t.cpus, t.gpus, t.retries), (4, Some(1), 2));
+        assert_eq!(t.env["SEED"], "42");
+        assert_eq!(t.timeout, Some(Duration::from_secs(5400)));
+        assert_eq!(t.workdir, Some(PathBuf::from("/w")));
+    }
+
+    #[test]
+    fn shell_setting_decides_how_commands_start() {
+        let t = parse_tasks(
+            "tasks:\n  - command: echo 'a b' c\n    shell: false\n  - command: [echo, a b]\n    shell: true\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(t[0].argv, ["echo", "a b", "c"]);
+        assert_eq!(t[1].argv, [SHELL, "-c", "echo 'a b'"]);
+    }
+
+    #[test]
+    fn bad_executor_and_results_are_named() {
+        let e = err(run_yaml(&format!(
+            "executor:\n  class_spec: RayExecutor\n{RESULTS}"
+        )));
+        assert!(e.contains("line 2") && e.contains("RayExecutor"), "{e}");
+        let e = err(run_yaml(&format!(
+            "executor:\n  class_spec: DaskExecutor\n  workers: 2\n{RESULTS}"
+        )));
+        assert!(
+            e.contains("unknown field `workers`") && e.contains("line 3"),
+            "{e}"
+        );
+        let e = err(run_yaml(
+            "results:\n  class_spec: S3Results\n  s3_url: s3://b/{name}/\n",
+        ));
+        assert!(e.contains("S3Results is not supported yet"), "{e}");
+        let e = err(run_yaml(&format!(
+            "executor:\n  class_spec: DaskExecutor\n  scheduler_address: tcp://127.0.0.1:8786\n{RESULTS}"
+        )));
+        assert!(
+            e.contains("scheduler_address") && e.contains("not supported yet"),
+            "{e}"
+        );
+        let e = err(run_yaml("executor:\n  class_spec: LocalExecutor\n"));
+        assert!(e.contains("`results:` is missing"), "{e}");
+        let e = err(run_yaml(&format!(
+            "executor:\n  class_spec: LocalExecutor\n  partition: gpu\n{RESULTS}"
+        )));
+        assert!(e.contains("`partition` is a SlurmExecutor setting"), "{e}");
+        let e = err(run_yaml(&format!(
+            "executor:\n  class_spec: DaskExecutor\n  cluster_class: KubeCluster\n{RESULTS}"
+        )));
+        assert!(e.contains("KubeCluster"), "{e}");
+    }
+
+    #[test]
+    fn bad_tasks_name_the_task_and_line() {
+        let cases = [
+            (
+                "tasks:\n  - command: a\n  - command: b\n    cpu: 2\n",
+                "task 1",
+                "unknown field `cpu`",
+            ),
+            (
+                "tasks:\n  - command: a\n  - name: x\n",
+                "task 1, line 3",
+                "`command` is missing",
+            ),
+            (
+                "tasks:\n  - command: a\n    name: x\n  - command: b\n    name: x\n",
+                "task 1",
+                "used by an earlier task",
+            ),
+            (
+                "tasks:\n  - command: a\n  - command: b\n    name: ../up\n",
+                "task 1",
+                "cannot contain `/`",
+            ),
+            (
+                "tasks:\n  - command: a\n    name: ..\n",
+                "task 0",
+                "not a usable directory",
+            ),
+            (
+                "tasks:\n  - command: a\n    name: a/b\n",
+                "task 0",
+                "cannot contain `/`",
+            ),
+            (
+                "tasks:\n  - command: a\n    name: .hidden\n",
+                "task 0",
+                "starts with `.`",
+            ),
+            (
+                "tasks:\n  - command: '  '\n",
+                "task 0",
+                "the command is empty",
+            ),
+            (
+                "tasks:\n  - command: []\n",
+                "task 0",
+                "the command is empty",
+            ),
+            (
+                "tasks:\n  - command: a\n    cpus: 0\n",
+                "task 0",
+                "cpus must be at least 1",
+            ),
+            (
+                "tasks:\n  - command: a\n    timeout: soon\n",
+                "task 0",
+                "not a duration",
+            ),
+            (
+                "tasks:\n  - command: a\n  - command: b\n    name: 0\n",
+                "task 1",
+                "used by an earlier task",
+            ),
+            (
+                "tasks:\n  - command: a\n    shell: false\n    command: b\n",
+                "",
+                "duplicate",
+            ),
+        ];
+        for (text, place, what) in cases {
+            let e = err(parse_tasks(text, "tasks.yaml"));
+            assert!(
+                e.contains(place) && e.to_lowercase().contains(&what.to_lowercase()),
+                "{text:?} gave: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn empty_and_unicode_task_lists() {
+        assert!(parse_tasks("tasks: []\n", "t").unwrap().is_empty());
+        let t = parse_tasks("tasks:\n  - command: echo ü\n    name: übung-α\n", "t").unwrap();
+        assert_eq!(t[0].name, "übung-α");
+    }
+
+    #[test]
+    fn durations_parse_in_every_form() {
+        let d = |s| parse_duration(s).unwrap();
+        assert_eq!(d("90"), Duration::from_secs(90));
+        assert_eq!(d("0.5"), Duration::from_millis(500));
+        assert_eq!(d("500ms"), Duration::from_millis(500));
+        assert_eq!(d("10m"), Duration::from_secs(600));
+        assert_eq!(d("1h30m"), Duration::from_secs(5400));
+        assert_eq!(d("1d"), Duration::from_secs(86400));
+        for bad in ["", "m", "10x", "-1", "1h-2m"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn quoting_then_splitting_gives_the_words_back(words in proptest::collection::vec("\\PC*", 0..6)) {
+            let line = words.iter().map(|w| shell_quote(w)).collect::<Vec<_>>().join(" ");
+            prop_assert_eq!(split_words(&line).unwrap(), words);
+        }
+
+        #[test]
+        fn durations_in_seconds_and_minutes_agree(m in 0u64..10_000) {
+            prop_assert_eq!(parse_duration(&format!("{m}m")).unwrap(), parse_duration(&(m * 60).to_string()).unwrap());
+        }
+    }
+}
