@@ -619,3 +619,44 @@ fn an_empty_batch_succeeds() {
         serde_json::json!([])
     );
 }
+
+#[test]
+fn the_shipped_example_runs() {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let name = format!("example-test-{}", std::process::id());
+    for run in ["examples/jobs/run.yaml", "examples/jobs/run-slurm.yaml"] {
+        let o = onebox(
+            &[
+                "run",
+                run,
+                "examples/jobs/tasks.yaml",
+                "--name",
+                &name,
+                "--dry-run",
+            ],
+            manifest,
+            None,
+        );
+        assert!(o.status.success(), "{run}: {}", text(&o));
+    }
+    let o = onebox(
+        &[
+            "run",
+            "examples/jobs/run.yaml",
+            "examples/jobs/tasks.yaml",
+            "--name",
+            &name,
+        ],
+        manifest,
+        None,
+    );
+    let root = PathBuf::from(format!("/tmp/onebox-results/{name}"));
+    let sum = std::fs::read_to_string(root.join("sum-100k/results/sum.txt"));
+    let fib30 = std::fs::read_to_string(root.join("fib-30/stdout"));
+    let hello = std::fs::read_to_string(root.join("hello/stdout"));
+    let _ = std::fs::remove_dir_all(&root);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(sum.unwrap(), format!("{}\n", (1..=100_000u64).sum::<u64>()));
+    assert_eq!(fib30.unwrap(), format!("{}\n", fib(30)));
+    assert_eq!(hello.unwrap(), "task hello is rank 2\n");
+}

@@ -124,6 +124,9 @@ impl Running {
     }
 }
 
+/// A running task's place in the books: its shared state, its GPUs, its index.
+type Lane = (Arc<Running>, Vec<usize>, usize);
+
 struct Ended {
     slot: usize,
     record: TaskRecord,
@@ -169,7 +172,7 @@ pub(crate) fn run(
     let mut pending: VecDeque<usize> = (0..n).collect();
     let mut free_cpus = slots.cpus;
     let mut free_gpus: Vec<bool> = vec![true; slots.gpus.len()];
-    let mut lanes: Vec<Option<(Arc<Running>, Vec<usize>, usize)>> = vec![None; threads];
+    let mut lanes: Vec<Option<Lane>> = vec![None; threads];
     let mut running = 0usize;
     let mut stopping: Option<Instant> = None;
     let mut killed_hard = false;

@@ -270,17 +270,16 @@ fn prepare(dir: &ResultsDir, spec: &RunSpec, tasks: &[Task], opts: &RunOptions) 
         ))
     };
     std::fs::create_dir_all(dir.state_dir()).map_err(cannot)?;
-    if let Some(info) = dir.read_run_info()? {
-        if info.host == results::hostname()
-            && info.pid != std::process::id()
-            && results::process_alive(info.pid)
-            && !dir.summary_file().exists()
-        {
-            return Err(Error::Invalid(format!(
-                "run {} is already running (process {} on {}); wait for it or stop it first",
-                opts.name, info.pid, info.host
-            )));
-        }
+    if let Some(info) = dir.read_run_info()?
+        && info.host == results::hostname()
+        && info.pid != std::process::id()
+        && results::process_alive(info.pid)
+        && !dir.summary_file().exists()
+    {
+        return Err(Error::Invalid(format!(
+            "run {} is already running (process {} on {}); wait for it or stop it first",
+            opts.name, info.pid, info.host
+        )));
     }
     let earlier = dir.summary_file().exists()
         || tasks

@@ -183,9 +183,12 @@ pub(crate) fn run(
     Ok((out, interrupted))
 }
 
+/// What tasks of one array share: cpus, gpus, timeout, retries.
+type Shape = (usize, Option<usize>, Option<Duration>, u32);
+
 /// Groups tasks into arrays by resource shape, then into elements of `per_job` tasks.
 fn plan_arrays(tasks: &[Task], per_job: usize) -> Vec<Array> {
-    let mut shapes: Vec<((usize, Option<usize>, Option<Duration>, u32), Vec<usize>)> = Vec::new();
+    let mut shapes: Vec<(Shape, Vec<usize>)> = Vec::new();
     for (pos, t) in tasks.iter().enumerate() {
         let key = (t.cpus, t.gpus, t.timeout, t.retries);
         match shapes.iter_mut().find(|(k, _)| *k == key) {
