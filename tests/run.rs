@@ -339,6 +339,19 @@ fn sigterm_interrupts_and_resume_finishes_the_rest() {
                 .unwrap()
         })
         .collect();
+    let st = onebox(&["status", "run.yaml", "--name", "i"], d, None);
+    let table = String::from_utf8_lossy(&st.stdout);
+    assert!(
+        table.contains("2 done, 0 failed, 0 interrupted, 2 running, 1 pending"),
+        "{table}"
+    );
+    // A second run of the same name is refused while this one runs.
+    let twice = onebox(
+        &["run", "run.yaml", "tasks.yaml", "--name", "i", "--resume"],
+        d,
+        None,
+    );
+    assert!(text(&twice).contains("already running"), "{}", text(&twice));
     // SAFETY: signalling the child process this test started.
     unsafe {
         libc::kill(child.id() as i32, libc::SIGTERM);

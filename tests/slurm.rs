@@ -239,3 +239,55 @@ fn slurm_interrupt_cancels_and_resume_finishes() {
     assert_eq!(std::fs::read(root.join("slow/status")).unwrap(), b"0\n");
     assert!(String::from_utf8_lossy(&o.stderr).contains("1 task(s) already done"));
 }
+
+#[test]
+fn slurm_records_what_happened_to_a_cancelled_element() {
+    if !slurm_here() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    slurm_run_yaml(d, "");
+    write(
+        &d.join("tasks.yaml"),
+        "tasks:\n  - command: sleep 60\n    name: victim\n  - command: echo fine\n    name: fine\n",
+    );
+    let child = Command::new(env!("CARGO_BIN_EXE_onebox"))
+        .args(["run", "run.yaml", "tasks.yaml", "--name", "c"])
+        .current_dir(d)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let root = d.join("results/c");
+    let start = Instant::now();
+    let job = loop {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the task did not start"
+        );
+        let info: Option<serde_json::Value> = std::fs::read(root.join(".onebox/run.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let id = info.and_then(|i| i["slurm_jobs"][0].as_str().map(str::to_owned));
+        if let Some(id) = id
+            && root.join("victim/stdout").exists()
+        {
+            break id;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // Someone else cancels the element: the wrapper never writes the status.
+    let ok = Command::new("scancel")
+        .arg(format!("{job}_0"))
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert_eq!(
+        std::fs::read(root.join("victim/status")).unwrap(),
+        b"cancelled\n"
+    );
+    assert_eq!(std::fs::read(root.join("fine/status")).unwrap(), b"0\n");
+}

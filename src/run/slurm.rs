@@ -14,7 +14,8 @@
 //!   every node shares; its layout is the local executor's.
 //! - `onebox run` polls `squeue` until the arrays are gone. A task that left no status (its
 //!   element was cancelled, hit the time limit, or its node failed) gets Slurm's final state
-//!   from `sacct` where accounting exists, else `lost`.
+//!   as its status (`cancelled`, `timeout`, `node_fail`...), from `sacct` where accounting
+//!   exists, else from `squeue --json` (which keeps finished jobs a few minutes), else `lost`.
 //! - SIGINT or SIGTERM to `onebox run` cancels the arrays (`scancel`) and marks the tasks that
 //!   did not finish `interrupted`; `--resume` then submits only what is left.
 //!
@@ -144,10 +145,14 @@ pub(crate) fn run(
     }
 
     // Whatever left no status: interrupted, or what Slurm says happened to it.
-    let final_states = if interrupted {
+    let final_states = if interrupted || done.len() == tasks.len() {
         BTreeMap::new()
     } else {
-        sacct_states(&job_ids)
+        let mut states = sacct_states(&job_ids);
+        for (k, v) in squeue_json_states(&job_ids) {
+            states.entry(k).or_insert(v);
+        }
+        states
     };
     for (pos, t) in tasks.iter().enumerate() {
         if done.contains(&pos) {
@@ -304,6 +309,66 @@ fn squeue_count(job_ids: &[String]) -> Result<usize> {
         .lines()
         .filter(|l| !l.trim().is_empty())
         .count())
+}
+
+/// `jobid_element` -> state, from `squeue --json`, which keeps finished jobs for a few minutes
+/// (`MinJobAge`). Handles both forms of Slurm's JSON: plain values (22.05) and the
+/// `{"set": .., "number": ..}` / list forms of later versions. (Slurm 22.05 ignores `--jobs`
+/// with `--json`, hence the filter here.)
+fn squeue_json_states(job_ids: &[String]) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let Ok(o) = Command::new("squeue")
+        .args(["--json", "--jobs"])
+        .arg(job_ids.join(","))
+        .output()
+    else {
+        return out;
+    };
+    if !o.status.success() {
+        return out;
+    }
+    let Ok(doc) = serde_json::from_slice::<serde_json::Value>(&o.stdout) else {
+        return out;
+    };
+    parse_squeue_json(&doc, job_ids, &mut out);
+    out
+}
+
+fn parse_squeue_json(
+    doc: &serde_json::Value,
+    job_ids: &[String],
+    out: &mut BTreeMap<String, String>,
+) {
+    use serde_json::Value;
+    fn number(v: &Value) -> Option<u64> {
+        match v {
+            Value::Number(n) => n.as_u64(),
+            Value::Object(o) if o.get("set").and_then(Value::as_bool) != Some(false) => {
+                o.get("number").and_then(Value::as_u64)
+            }
+            _ => None,
+        }
+    }
+    fn state(v: &Value) -> Option<String> {
+        match v {
+            Value::String(s) => Some(s.clone()),
+            Value::Array(a) => a.first().and_then(Value::as_str).map(str::to_owned),
+            _ => None,
+        }
+    }
+    let Some(jobs) = doc.get("jobs").and_then(Value::as_array) else {
+        return;
+    };
+    for job in jobs {
+        let array = job.get("array_job_id").and_then(number);
+        let element = job.get("array_task_id").and_then(number);
+        let st = job.get("job_state").and_then(state);
+        if let (Some(array), Some(element), Some(st)) = (array, element, st)
+            && job_ids.iter().any(|id| id == &array.to_string())
+        {
+            out.insert(format!("{array}_{element}"), st.to_ascii_lowercase());
+        }
+    }
 }
 
 /// `jobid_element` -> final state, from `sacct` (empty when accounting is not there).
@@ -476,6 +541,24 @@ mod tests {
             element_of(&arrays, &["7".into(), "8".into(), "9".into()], 3).as_deref(),
             Some("9_0")
         );
+    }
+
+    #[test]
+    fn squeue_json_of_old_and_new_slurm_is_read() {
+        let ids = ["5".to_owned()];
+        let old: serde_json::Value = serde_json::json!({"jobs": [
+            {"array_job_id": 5, "array_task_id": 1, "job_state": "CANCELLED"},
+            {"array_job_id": 6, "array_task_id": 0, "job_state": "COMPLETED"},
+        ]});
+        let new: serde_json::Value = serde_json::json!({"jobs": [
+            {"array_job_id": {"set": true, "number": 5}, "array_task_id": {"set": true, "number": 2}, "job_state": ["TIMEOUT"]},
+            {"array_job_id": {"set": true, "number": 5}, "array_task_id": {"set": false, "number": 0}, "job_state": ["PENDING"]},
+        ]});
+        let mut out = BTreeMap::new();
+        parse_squeue_json(&old, &ids, &mut out);
+        parse_squeue_json(&new, &ids, &mut out);
+        let got: Vec<(&str, &str)> = out.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(got, [("5_1", "cancelled"), ("5_2", "timeout")]);
     }
 
     #[test]
