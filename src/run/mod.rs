@@ -271,13 +271,16 @@ fn prepare(dir: &ResultsDir, spec: &RunSpec, tasks: &[Task], opts: &RunOptions) 
     };
     std::fs::create_dir_all(dir.state_dir()).map_err(cannot)?;
     if let Some(info) = dir.read_run_info()?
-        && info.host == results::hostname()
-        && info.pid != std::process::id()
-        && results::process_alive(info.pid)
         && !dir.summary_file().exists()
+        && run_is_live(&info)
     {
+        let jobs = if info.slurm_jobs.is_empty() {
+            String::new()
+        } else {
+            format!(", Slurm jobs {}", info.slurm_jobs.join(","))
+        };
         return Err(Error::Invalid(format!(
-            "run {} is already running (process {} on {}); wait for it or stop it first",
+            "run {} is already running (process {} on {}{jobs}); wait for it or stop it first",
             opts.name, info.pid, info.host
         )));
     }
@@ -394,7 +397,16 @@ pub fn status_at(dir: &ResultsDir) -> Result<Vec<TaskRecord>> {
             results::STATE_DIR
         ))
     })?;
-    Ok(results::collect(dir, &info))
+    Ok(results::collect(dir, &info, run_is_live(&info)))
+}
+
+/// True while `onebox run` still runs the run (on this machine), or while its Slurm jobs are
+/// still queued or running.
+fn run_is_live(info: &RunInfo) -> bool {
+    let here = info.host == results::hostname()
+        && info.pid != std::process::id()
+        && results::process_alive(info.pid);
+    here || (!info.slurm_jobs.is_empty() && slurm::queued(&info.slurm_jobs).unwrap_or(0) > 0)
 }
 
 /// Copies `src` into `dest` for each entry: files that are missing or differ in size or

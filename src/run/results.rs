@@ -249,10 +249,10 @@ pub fn append_journal(file: &mut std::fs::File, record: &TaskRecord) -> std::io:
 }
 
 /// Where each task of a run stands, from its files: status files first, then the journal
-/// (for times and attempts), then whether the run is still alive.
-pub fn collect(dir: &ResultsDir, info: &RunInfo) -> Vec<TaskRecord> {
+/// (for times and attempts); a task with output but no status is running while the run is
+/// `alive`, pending otherwise.
+pub fn collect(dir: &ResultsDir, info: &RunInfo, alive: bool) -> Vec<TaskRecord> {
     let journal = dir.read_journal();
-    let alive = info.host == hostname() && process_alive(info.pid);
     info.tasks
         .iter()
         .enumerate()

@@ -287,6 +287,11 @@ fn sbatch(args: &[String]) -> Result<String> {
     Ok(id)
 }
 
+/// How many elements of these Slurm jobs are still pending or running.
+pub fn queued(job_ids: &[String]) -> Result<usize> {
+    squeue_count(job_ids)
+}
+
 /// How many of the arrays' elements Slurm still lists (pending or running).
 fn squeue_count(job_ids: &[String]) -> Result<usize> {
     let out = Command::new("squeue")
