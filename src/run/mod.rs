@@ -38,6 +38,8 @@
 //!
 //! The same files run on Slurm with `class_spec: SlurmExecutor`: tasks become job arrays, and
 //! the results directory (on a filesystem the nodes share) has the same layout. See [`slurm`].
+//! With `class_spec: DaskExecutor` and a `scheduler_address`, they run on that Dask cluster
+//! through a small Python client the crate ships. See [`dask`].
 //!
 //! From Rust:
 //!
@@ -62,6 +64,7 @@
 //! GPUs come from the same hardware detection that sizes a cluster (`ONEBOX_THREADS` and
 //! `ONEBOX_GPUS` apply).
 
+pub mod dask;
 pub mod local;
 mod progress;
 pub mod results;
@@ -168,7 +171,7 @@ pub fn run(spec: &RunSpec, tasks: &[Task], opts: &RunOptions) -> Result<RunRepor
             s.check(tasks)?;
             Some(s)
         }
-        Executor::Slurm(_) => None,
+        Executor::Slurm(_) | Executor::Dask(_) => None,
     };
     let skip: Vec<bool> = tasks
         .iter()
@@ -208,6 +211,7 @@ pub fn run(spec: &RunSpec, tasks: &[Task], opts: &RunOptions) -> Result<RunRepor
     }
     let outcome = match (&spec.executor, &local_slots) {
         (Executor::Slurm(s), _) => slurm::run(&dir, &to_run, s, opts, &progress),
+        (Executor::Dask(d), _) => dask::run(&dir, &to_run, d, opts, &progress),
         (Executor::Local { .. }, Some(slots)) => local::run(&dir, &to_run, slots, opts, &progress),
         (Executor::Local { .. }, None) => Err(Error::Invalid("no slots were sized".into())),
     };
@@ -256,6 +260,7 @@ fn executor_name(spec: &RunSpec) -> &'static str {
     match spec.executor {
         Executor::Local { .. } => "local",
         Executor::Slurm(_) => "slurm",
+        Executor::Dask(_) => "dask",
     }
 }
 
@@ -346,6 +351,7 @@ fn print_plan(
                 .map(|p| format!(", partition {p}"))
                 .unwrap_or_default()
         ),
+        (Executor::Dask(d), _) => println!("executor dask (scheduler {})", d.scheduler_address),
         (_, Some(s)) => println!(
             "executor local ({} CPU slots, at most {} at once, {} GPU(s))",
             s.cpus,

@@ -39,6 +39,18 @@ pub enum Executor {
     },
     /// Slurm job arrays (`SlurmExecutor`): the multi-node path.
     Slurm(SlurmOptions),
+    /// A running Dask scheduler (`DaskExecutor` with a `scheduler_address`).
+    Dask(DaskOptions),
+}
+
+/// Settings of the Dask executor with a scheduler address.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DaskOptions {
+    /// The scheduler, e.g. `tcp://10.0.0.5:8786`.
+    pub scheduler_address: String,
+    /// The Python interpreter that runs onebox's client (needs `distributed`); default
+    /// `python3`.
+    pub python: String,
 }
 
 /// Settings of the Slurm executor (keys of `executor:` in `run.yaml`).
@@ -126,6 +138,7 @@ struct ExecutorFile {
     cluster_class: Option<Spanned<String>>,
     cluster_kwargs: Option<ClusterKwargs>,
     scheduler_address: Option<String>,
+    python: Option<String>,
     partition: Option<String>,
     account: Option<String>,
     mem: Option<Text>,
@@ -265,6 +278,10 @@ impl<'de> Deserialize<'de> for CommandLine {
                 Ok(CommandLine::Text(v.to_string()))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> std::result::Result<CommandLine, E> {
+                Ok(CommandLine::Text(v.to_string()))
+            }
+            // `command: true` (the program) is a YAML boolean.
+            fn visit_bool<E: de::Error>(self, v: bool) -> std::result::Result<CommandLine, E> {
                 Ok(CommandLine::Text(v.to_string()))
             }
             fn visit_seq<A: SeqAccess<'de>>(
@@ -444,11 +461,27 @@ fn executor(file: &str, ex: Spanned<ExecutorFile>) -> Result<Executor> {
                     )));
                 }
             }
-            if let Some(addr) = &e.scheduler_address {
+            if let Some(addr) = e.scheduler_address {
+                if class == "LocalExecutor" {
+                    return Err(Error::Invalid(format!(
+                        "{}: `scheduler_address` is a DaskExecutor setting",
+                        at(file, &ex.referenced)
+                    )));
+                }
+                if e.cluster_kwargs.is_some() || e.max_parallel.is_some() {
+                    return Err(Error::Invalid(format!(
+                        "{}: with a scheduler_address the Dask cluster decides how many tasks run at once; cluster_kwargs and max_parallel do not apply",
+                        at(file, &ex.referenced)
+                    )));
+                }
+                return Ok(Executor::Dask(DaskOptions {
+                    scheduler_address: addr,
+                    python: e.python.unwrap_or_else(|| "python3".to_owned()),
+                }));
+            }
+            if e.python.is_some() {
                 return Err(Error::Invalid(format!(
-                    "{}: DaskExecutor with a scheduler_address ({addr}) is not supported yet: \
-                     leave it out to run the batch on this machine, or use SlurmExecutor for \
-                     several machines",
+                    "{}: `python` runs the Dask client, which only a DaskExecutor with a scheduler_address uses",
                     at(file, &ex.referenced)
                 )));
             }
@@ -477,9 +510,9 @@ fn executor(file: &str, ex: Spanned<ExecutorFile>) -> Result<Executor> {
                     at(file, &ex.referenced)
                 )));
             }
-            if e.scheduler_address.is_some() {
+            if e.scheduler_address.is_some() || e.python.is_some() {
                 return Err(Error::Invalid(format!(
-                    "{}: `scheduler_address` is a DaskExecutor setting",
+                    "{}: `scheduler_address` and `python` are DaskExecutor settings",
                     at(file, &ex.referenced)
                 )));
             }
@@ -813,11 +846,22 @@ mod tests {
             "results:\n  class_spec: S3Results\n  s3_url: s3://b/{name}/\n",
         ));
         assert!(e.contains("S3Results is not supported yet"), "{e}");
-        let e = err(run_yaml(&format!(
+        let dask = run_yaml(&format!(
             "executor:\n  class_spec: DaskExecutor\n  scheduler_address: tcp://127.0.0.1:8786\n{RESULTS}"
+        ))
+        .unwrap();
+        assert_eq!(
+            dask.executor,
+            Executor::Dask(DaskOptions {
+                scheduler_address: "tcp://127.0.0.1:8786".into(),
+                python: "python3".into()
+            })
+        );
+        let e = err(run_yaml(&format!(
+            "executor:\n  class_spec: LocalExecutor\n  scheduler_address: tcp://127.0.0.1:8786\n{RESULTS}"
         )));
         assert!(
-            e.contains("scheduler_address") && e.contains("not supported yet"),
+            e.contains("`scheduler_address` is a DaskExecutor setting"),
             "{e}"
         );
         let e = err(run_yaml("executor:\n  class_spec: LocalExecutor\n"));
@@ -908,6 +952,17 @@ mod tests {
                 "{text:?} gave: {e}"
             );
         }
+    }
+
+    #[test]
+    fn yaml_scalars_that_are_not_strings_are_commands_too() {
+        let t = parse_tasks(
+            "tasks:\n  - command: true\n  - command: false\n    shell: false\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(t[0].argv, [SHELL, "-c", "true"]);
+        assert_eq!(t[1].argv, ["false"]);
     }
 
     #[test]
