@@ -178,6 +178,28 @@ pub(crate) fn run(
     let mut killed_hard = false;
 
     loop {
+        // Interruption (checked first: a signal may come before the first task starts).
+        let asked = opts.stop.load(Ordering::SeqCst) || signals::received().is_some();
+        match stopping {
+            None if asked => {
+                opts.stop.store(true, Ordering::SeqCst);
+                progress.println(&format!(
+                    "onebox: interrupted: stopping {running} running task(s); `--resume` finishes the rest"
+                ));
+                for (state, _, _) in lanes.iter().flatten() {
+                    state.kill(libc::SIGTERM, KILLED_INTERRUPT);
+                }
+                stopping = Some(Instant::now());
+            }
+            Some(at) if !killed_hard && at.elapsed() >= GRACE => {
+                for (state, _, _) in lanes.iter().flatten() {
+                    state.kill(libc::SIGKILL, KILLED_INTERRUPT);
+                }
+                killed_hard = true;
+            }
+            _ => {}
+        }
+
         // Admit what fits, in file order with backfill.
         if stopping.is_none() {
             let mut i = 0;
@@ -276,27 +298,6 @@ pub(crate) fn run(
             }
         }
 
-        // Interruption.
-        let asked = opts.stop.load(Ordering::SeqCst) || signals::received().is_some();
-        match stopping {
-            None if asked => {
-                opts.stop.store(true, Ordering::SeqCst);
-                progress.println(&format!(
-                    "onebox: interrupted: stopping {running} running task(s); `--resume` finishes the rest"
-                ));
-                for (state, _, _) in lanes.iter().flatten() {
-                    state.kill(libc::SIGTERM, KILLED_INTERRUPT);
-                }
-                stopping = Some(Instant::now());
-            }
-            Some(at) if !killed_hard && at.elapsed() >= GRACE => {
-                for (state, _, _) in lanes.iter().flatten() {
-                    state.kill(libc::SIGKILL, KILLED_INTERRUPT);
-                }
-                killed_hard = true;
-            }
-            _ => {}
-        }
         progress.tick();
     }
     let interrupted = stopping.is_some();

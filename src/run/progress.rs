@@ -38,7 +38,7 @@ impl Progress {
                 ProgressDrawTarget::stderr_with_hz(10),
             );
             if let Ok(style) = ProgressStyle::with_template(
-                "{elapsed_precise} [{bar:30.cyan/blue}] {pos}/{len} {msg} ETA {eta}",
+                "{elapsed_precise} [{bar:30.cyan/blue}] {pos}/{len} finished, {msg}, ETA {eta}",
             ) {
                 bar.set_style(style.progress_chars("=> "));
             }
@@ -58,7 +58,7 @@ impl Progress {
     fn message(&self) {
         if let Some(bar) = &self.bar {
             bar.set_message(format!(
-                "done, {} failed, {} running",
+                "{} failed, {} running",
                 self.failed.get(),
                 self.running.get()
             ));
