@@ -6,6 +6,8 @@
 //! (backfill). An admitted task becomes a task of a [`Cluster`] (labelled with its name, so the
 //! event stream sees it) whose pool has one thread per slot: the thread starts the child in its
 //! own process group, with stdout and stderr going straight into the task's files, and waits.
+//! When the task's main process exits, whatever it left running in its process group is
+//! killed: a task's processes never outlive it.
 //!
 //! This thread, meanwhile, keeps the books: it frees slots as tasks end, kills the process
 //! group of a task past its timeout, and on SIGINT/SIGTERM (or [`RunOptions::stop`]) stops
@@ -52,6 +54,8 @@ pub struct Slots {
 
 impl Slots {
     /// Slots from the detected hardware and the `ONEBOX_*` settings, as the cluster is sized.
+    /// A `max_parallel` above the CPU budget raises the CPU slots to it (for tasks that mostly
+    /// wait, such as downloads); below it, it only caps how many tasks run at once.
     pub fn detect(max_parallel: Option<usize>) -> Result<Slots> {
         let hw = crate::Hardware::detect();
         let plan = crate::Plan::new(&hw, &crate::Settings::from_env()?)?;

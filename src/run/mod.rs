@@ -36,6 +36,19 @@
 //! `ONEBOX_TASK_NAME`, `ONEBOX_RANK` (its index in the file) and, for scripts written for Saturn
 //! Run, `SATURN_RUN_LOCAL_RANK` (its slot, or its first GPU's index when it has GPUs).
 //!
+//! On the command line:
+//!
+//! ```text
+//! onebox run RUN_YAML TASKS_YAML --name N     # or --prefix P: P-20261126T124338Z
+//!            [--resume | --overwrite] [--max-parallel K] [--dry-run] [-q]
+//! onebox status RUN_YAML --name N [--json]    # as `saturn collect`: run.yaml finds the results
+//! onebox status --path RESULTS_DIR [--json]
+//! ```
+//!
+//! `onebox run` exits 0 when every task exited 0, 1 when some task failed, 130 when it was
+//! interrupted, and 2 when the batch could not run at all (bad input, results not writable).
+//! A results path that is relative is taken from where `onebox run` is started.
+//!
 //! The same files run on Slurm with `class_spec: SlurmExecutor`: tasks become job arrays, and
 //! the results directory (on a filesystem the nodes share) has the same layout. See [`slurm`].
 //! With `class_spec: DaskExecutor` and a `scheduler_address`, they run on that Dask cluster
