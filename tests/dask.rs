@@ -71,6 +71,7 @@ fn onebox(args: &[&str], cwd: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_onebox"))
         .args(args)
         .current_dir(cwd)
+        .env("ONEBOX_STATE_DIR", cwd.join("state"))
         .output()
         .unwrap()
 }
@@ -208,6 +209,7 @@ fn dask_interrupt_stops_running_tasks() {
     let child = Command::new(env!("CARGO_BIN_EXE_onebox"))
         .args(["run", "run.yaml", "tasks.yaml", "--name", "i"])
         .current_dir(d)
+        .env("ONEBOX_STATE_DIR", d.join("state"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

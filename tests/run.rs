@@ -9,7 +9,10 @@ use serde_json::Value;
 
 fn onebox(args: &[&str], cwd: &Path, path_prefix: Option<&Path>) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_onebox"));
-    cmd.args(args).current_dir(cwd).env("ONEBOX_THREADS", "2");
+    cmd.args(args)
+        .current_dir(cwd)
+        .env("ONEBOX_THREADS", "2")
+        .env("ONEBOX_STATE_DIR", cwd.join("state"));
     if let Some(p) = path_prefix {
         let old = std::env::var("PATH").unwrap_or_default();
         cmd.env("PATH", format!("{}:{old}", p.display()));
@@ -165,6 +168,12 @@ fn julia_example_gives_the_expected_results_tree() {
         out.contains("4 done, 0 failed, 0 interrupted, 0 running, 0 pending"),
         "{out}"
     );
+    // The run is remembered: its name alone finds it.
+    let by_name = onebox(&["status", "--name", "my-job"], d, None);
+    assert_eq!(by_name.stdout, st.stdout, "{}", text(&by_name));
+    let unknown = onebox(&["status", "--name", "never-ran"], d, None);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(text(&unknown).contains("no run named never-ran"));
 }
 
 #[test]
@@ -322,6 +331,7 @@ fn sigterm_interrupts_and_resume_finishes_the_rest() {
             "2",
         ])
         .current_dir(d)
+        .env("ONEBOX_STATE_DIR", d.join("state"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -635,34 +645,18 @@ fn an_empty_batch_succeeds() {
 
 #[test]
 fn the_shipped_example_runs() {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let jobs = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/jobs");
+    let tmp = tempfile::tempdir().unwrap();
     let name = format!("example-test-{}", std::process::id());
-    for run in ["examples/jobs/run.yaml", "examples/jobs/run-slurm.yaml"] {
-        let o = onebox(
-            &[
-                "run",
-                run,
-                "examples/jobs/tasks.yaml",
-                "--name",
-                &name,
-                "--dry-run",
-            ],
-            manifest,
-            None,
-        );
+    let file = |f: &str| jobs.join(f).display().to_string();
+    let tasks = file("tasks.yaml");
+    for run in [file("run.yaml"), file("run-slurm.yaml")] {
+        let args = ["run", &run, &tasks, "--name", &name, "--dry-run"];
+        let o = onebox(&args, tmp.path(), None);
         assert!(o.status.success(), "{run}: {}", text(&o));
     }
-    let o = onebox(
-        &[
-            "run",
-            "examples/jobs/run.yaml",
-            "examples/jobs/tasks.yaml",
-            "--name",
-            &name,
-        ],
-        manifest,
-        None,
-    );
+    let run = file("run.yaml");
+    let o = onebox(&["run", &run, &tasks, "--name", &name], tmp.path(), None);
     let root = PathBuf::from(format!("/tmp/onebox-results/{name}"));
     let sum = std::fs::read_to_string(root.join("sum-100k/results/sum.txt"));
     let fib30 = std::fs::read_to_string(root.join("fib-30/stdout"));

@@ -25,6 +25,7 @@ fn onebox(args: &[&str], cwd: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_onebox"))
         .args(args)
         .current_dir(cwd)
+        .env("ONEBOX_STATE_DIR", cwd.join("state"))
         .output()
         .unwrap()
 }
@@ -206,6 +207,7 @@ fn slurm_interrupt_cancels_and_resume_finishes() {
     let child = Command::new(env!("CARGO_BIN_EXE_onebox"))
         .args(["run", "run.yaml", "tasks.yaml", "--name", "i"])
         .current_dir(d)
+        .env("ONEBOX_STATE_DIR", d.join("state"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -255,6 +257,7 @@ fn slurm_records_what_happened_to_a_cancelled_element() {
     let child = Command::new(env!("CARGO_BIN_EXE_onebox"))
         .args(["run", "run.yaml", "tasks.yaml", "--name", "c"])
         .current_dir(d)
+        .env("ONEBOX_STATE_DIR", d.join("state"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

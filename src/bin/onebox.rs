@@ -54,11 +54,10 @@ enum Command {
         quiet: bool,
     },
     /// Show where each task of a run stands: done, failed, running, pending, exit codes,
-    /// durations, attempts. Finds the run from RUN_YAML and --name (as `saturn collect`), or
-    /// from its results directory with --path.
+    /// durations, attempts. Finds the run by --name (a run started on this machine), by
+    /// RUN_YAML and --name (as `saturn collect`), or by its results directory with --path.
     Status {
         /// The run.yaml the run was started with.
-        #[arg(required_unless_present = "path")]
         run_yaml: Option<PathBuf>,
         /// The run's name.
         #[arg(long, required_unless_present = "path")]
@@ -185,6 +184,11 @@ fn run(cli: Cli) -> onebox::Result<ExitCode> {
                 (None, Some(y), Some(n)) => {
                     let spec = run::spec::read_run_file(&y)?;
                     let (dir, records) = run::status(&spec, &n)?;
+                    (n, dir, records)
+                }
+                (None, None, Some(n)) => {
+                    let dir = run::find_run(&n)?;
+                    let records = run::status_at(&dir)?;
                     (n, dir, records)
                 }
                 _ => {

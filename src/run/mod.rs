@@ -41,6 +41,7 @@
 //! ```text
 //! onebox run RUN_YAML TASKS_YAML --name N     # or --prefix P: P-20261126T124338Z
 //!            [--resume | --overwrite] [--max-parallel K] [--dry-run] [-q]
+//! onebox status --name N [--json]             # a run started on this machine
 //! onebox status RUN_YAML --name N [--json]    # as `saturn collect`: run.yaml finds the results
 //! onebox status --path RESULTS_DIR [--json]
 //! ```
@@ -203,6 +204,7 @@ pub fn run(spec: &RunSpec, tasks: &[Task], opts: &RunOptions) -> Result<RunRepor
         });
     }
     prepare(&dir, spec, tasks, opts)?;
+    remember(&opts.name, &dir);
     sync_files(&spec.file_syncs)?;
 
     let started = SystemTime::now();
@@ -397,6 +399,47 @@ fn print_plan(
                 .join(" "),
         };
         println!("{what}     {}  [{extra}]  {cmd}", t.name);
+    }
+}
+
+/// Where onebox remembers which results directory each run name used (so that
+/// `onebox status --name N` finds it): `$ONEBOX_STATE_DIR`, else `$XDG_STATE_HOME/onebox`,
+/// else `~/.local/state/onebox`.
+pub fn state_home() -> Option<PathBuf> {
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    env("ONEBOX_STATE_DIR")
+        .or_else(|| env("XDG_STATE_HOME").map(|p| p.join("onebox")))
+        .or_else(|| env("HOME").map(|p| p.join(".local/state/onebox")))
+}
+
+/// Remembers that the run `name` writes to `dir` (best effort: the run does not depend on it).
+fn remember(name: &str, dir: &ResultsDir) {
+    if let Some(home) = state_home() {
+        let runs = home.join("runs");
+        if std::fs::create_dir_all(&runs).is_ok() {
+            let _ = results::write_atomic(
+                &runs.join(name),
+                format!("{}\n", dir.root().display()).as_bytes(),
+            );
+        }
+    }
+}
+
+/// The results directory the run `name` used, as remembered by `onebox run` on this machine.
+pub fn find_run(name: &str) -> Result<ResultsDir> {
+    spec::check_name(name).map_err(|why| Error::Invalid(format!("run name: {why}")))?;
+    let remembered = state_home()
+        .map(|h| h.join("runs").join(name))
+        .and_then(|p| std::fs::read_to_string(p).ok());
+    match remembered {
+        Some(path) => Ok(ResultsDir::new(path.trim_end_matches('\n'))),
+        None => Err(Error::Invalid(format!(
+            "no run named {name} was started here; give its run.yaml (`onebox status run.yaml --name {name}`) or its results directory (`--path`)"
+        ))),
     }
 }
 
