@@ -217,7 +217,7 @@ pub fn run(spec: &RunSpec, tasks: &[Task], opts: &RunOptions) -> Result<RunRepor
         .collect();
     let progress = progress::Progress::new(opts.progress, to_run.len());
     if to_run.len() < tasks.len() {
-        progress.println(&format!(
+        progress.info(&format!(
             "onebox: resuming {}: {} task(s) already done, {} to run",
             opts.name,
             tasks.len() - to_run.len(),

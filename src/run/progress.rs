@@ -22,6 +22,7 @@ pub enum ProgressMode {
 
 pub(crate) struct Progress {
     bar: Option<ProgressBar>,
+    quiet: bool,
     lines: bool,
     total: usize,
     finished: Cell<usize>,
@@ -46,6 +47,7 @@ impl Progress {
             bar
         });
         Progress {
+            quiet: mode == ProgressMode::Quiet,
             lines: bar.is_none() && mode != ProgressMode::Quiet,
             bar,
             total,
@@ -92,6 +94,14 @@ impl Progress {
         }
     }
 
+    /// A message worth seeing unless progress is off (submissions, resuming).
+    pub(crate) fn info(&self, msg: &str) {
+        if !self.quiet {
+            self.println(msg);
+        }
+    }
+
+    /// A message always shown (interruptions, problems), above the bar when there is one.
     pub(crate) fn println(&self, msg: &str) {
         match &self.bar {
             Some(bar) => bar.println(msg),

@@ -86,7 +86,7 @@ pub(crate) fn run(
         std::fs::write(&sp, script).map_err(|e| Error::io(&sp, e))?;
         let args = sbatch_args(array, opts_slurm, &opts.name, &work, k, &sp);
         let id = sbatch(&args)?;
-        progress.println(&format!(
+        progress.info(&format!(
             "onebox: submitted Slurm array {id} ({} task(s) in {} element(s))",
             array.elements.iter().map(Vec::len).sum::<usize>(),
             array.elements.len()
@@ -201,26 +201,34 @@ fn plan_arrays(tasks: &[Task], per_job: usize) -> Vec<Array> {
             None => shapes.push((key, vec![pos])),
         }
     }
+    let per_job = per_job.max(1);
     shapes
         .into_iter()
-        .map(|((cpus, gpus, timeout, retries), members)| {
-            let per_job = per_job.max(1);
+        .flat_map(|((cpus, gpus, timeout, retries), members)| {
             // Each element may run `per_job` tasks, each up to 1 + retries attempts.
             let time_limit = timeout.map(|t| {
                 let attempts = u32::try_from(per_job)
                     .unwrap_or(u32::MAX)
-                    .saturating_mul(retries + 1);
+                    .saturating_mul(retries.saturating_add(1));
                 t.saturating_mul(attempts) + Duration::from_secs(60)
             });
-            Array {
-                cpus,
-                gpus,
-                time_limit,
-                elements: members.chunks(per_job).map(<[usize]>::to_vec).collect(),
-            }
+            let elements: Vec<Vec<usize>> =
+                members.chunks(per_job).map(<[usize]>::to_vec).collect();
+            elements
+                .chunks(MAX_ARRAY)
+                .map(|part| Array {
+                    cpus,
+                    gpus,
+                    time_limit,
+                    elements: part.to_vec(),
+                })
+                .collect::<Vec<_>>()
         })
         .collect()
 }
+
+/// Elements per array at most: Slurm's default `MaxArraySize` is 1001 (indices 0 to 1000).
+const MAX_ARRAY: usize = 1000;
 
 fn sbatch_args(
     array: &Array,
@@ -546,6 +554,21 @@ mod tests {
             element_of(&arrays, &["7".into(), "8".into(), "9".into()], 3).as_deref(),
             Some("9_0")
         );
+    }
+
+    #[test]
+    fn big_batches_split_into_arrays_slurm_accepts() {
+        let yaml: String = std::iter::once("tasks:\n".to_owned())
+            .chain((0..2501).map(|i| format!(" - command: echo {i}\n")))
+            .collect();
+        let tasks = parse_tasks(&yaml, "t").unwrap();
+        let arrays = plan_arrays(&tasks, 1);
+        let sizes: Vec<usize> = arrays.iter().map(|a| a.elements.len()).collect();
+        assert_eq!(sizes, [1000, 1000, 501]);
+        let all: Vec<usize> = arrays.iter().flat_map(|a| a.elements.concat()).collect();
+        assert_eq!(all, (0..2501).collect::<Vec<_>>());
+        let grouped = plan_arrays(&tasks, 3);
+        assert_eq!(grouped.iter().map(|a| a.elements.len()).sum::<usize>(), 834);
     }
 
     #[test]
