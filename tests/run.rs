@@ -522,6 +522,11 @@ fn bad_input_is_refused_before_anything_runs() {
             good_tasks.clone(),
         ),
         (
+            "file_syncs: the source",
+            "results:\n  class_spec: LocalResults\n  path: results/{name}\nfile_syncs:\n  - src: /no/such/dir/\n    dest: /tmp/x/\n".into(),
+            good_tasks.clone(),
+        ),
+        (
             "S3Results is not supported yet",
             "results:\n  class_spec: S3Results\n  s3_url: s3://bucket/{name}/\n".into(),
             good_tasks.clone(),

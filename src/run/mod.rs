@@ -187,6 +187,14 @@ pub fn run(spec: &RunSpec, tasks: &[Task], opts: &RunOptions) -> Result<RunRepor
         }
         Executor::Slurm(_) | Executor::Dask(_) => None,
     };
+    for f in &spec.file_syncs {
+        if let Err(e) = std::fs::metadata(&f.src) {
+            return Err(Error::Invalid(format!(
+                "file_syncs: the source {} cannot be read: {e}",
+                f.src.display()
+            )));
+        }
+    }
     let skip: Vec<bool> = tasks
         .iter()
         .map(|t| opts.resume && dir.is_done(&t.name))
