@@ -402,16 +402,23 @@ fn sacct_states(job_ids: &[String]) -> BTreeMap<String, String> {
     if !o.status.success() {
         return out;
     }
-    for line in String::from_utf8_lossy(&o.stdout).lines() {
+    parse_sacct(&String::from_utf8_lossy(&o.stdout), &mut out);
+    out
+}
+
+/// Reads `sacct --parsable2 --format=JobID,State` lines (`12_3|CANCELLED by 0`); job steps
+/// (`12_3.batch`) are skipped.
+fn parse_sacct(text: &str, out: &mut BTreeMap<String, String>) {
+    for line in text.lines() {
         let mut parts = line.split('|');
         if let (Some(id), Some(state)) = (parts.next(), parts.next())
             && !id.contains('.')
+            && !id.is_empty()
         {
             let state = state.split_whitespace().next().unwrap_or(state);
             out.insert(id.to_owned(), state.to_ascii_lowercase());
         }
     }
-    out
 }
 
 /// `jobid_element` of the task at `pos`.
@@ -569,6 +576,24 @@ mod tests {
         assert_eq!(all, (0..2501).collect::<Vec<_>>());
         let grouped = plan_arrays(&tasks, 3);
         assert_eq!(grouped.iter().map(|a| a.elements.len()).sum::<usize>(), 834);
+    }
+
+    #[test]
+    fn sacct_lines_are_read() {
+        let mut out = BTreeMap::new();
+        parse_sacct(
+            "12_0|COMPLETED\n12_0.batch|COMPLETED\n12_1|CANCELLED by 0\n12_2|TIMEOUT\n\n",
+            &mut out,
+        );
+        let got: Vec<(&str, &str)> = out.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                ("12_0", "completed"),
+                ("12_1", "cancelled"),
+                ("12_2", "timeout")
+            ]
+        );
     }
 
     #[test]
