@@ -9,6 +9,11 @@
 //! When the task's main process exits, whatever it left running in its process group is
 //! killed: a task's processes never outlive it.
 //!
+//! A task with `gpus: N` gets `N` GPUs no running task holds, named in `CUDA_VISIBLE_DEVICES`
+//! by UUID (right whatever `CUDA_VISIBLE_DEVICES` onebox itself was started with), and
+//! `SATURN_RUN_LOCAL_RANK` is its first GPU's index; `gpus: 0` hides every GPU; a task that
+//! does not say keeps the environment it inherits.
+//!
 //! This thread, meanwhile, keeps the books: it frees slots as tasks end, kills the process
 //! group of a task past its timeout, and on SIGINT/SIGTERM (or [`RunOptions::stop`]) stops
 //! admitting, sends SIGTERM to every running group, then SIGKILL to what is left after a grace
