@@ -29,7 +29,8 @@
 //!
 //! Modules, one concept each: [`hardware`] (what the machine has), [`cluster`] (sizing and
 //! the pools), [`graph`] (tasks, `Delayed`, handles, the scheduler), [`map`] (Pool-style map),
-//! [`gpu`] (GPU workers), [`diagnostics`] (the event stream), [`error`].
+//! [`gpu`] (GPU workers), [`run`] (job batches from Saturn Run's files, locally or on Slurm),
+//! [`diagnostics`] (the event stream), [`error`].
 
 #![warn(missing_docs)]
 
@@ -41,6 +42,7 @@ pub mod gpu;
 pub mod graph;
 pub mod hardware;
 pub mod map;
+pub mod run;
 
 pub use bag::{Bag, TextOptions};
 pub use cluster::{Cluster, ClusterBuilder, Plan, Settings};

@@ -1,0 +1,637 @@
+//! The local executor: each task a child process, as many at once as the slots allow.
+//!
+//! The batch has a budget of CPU slots (the cluster's CPU budget, or `--max-parallel`) and the
+//! cluster's GPUs. A task is admitted when its `cpus` and `gpus` are free: tasks are taken in
+//! file order, and a later task that fits starts while an earlier, bigger one waits for room
+//! (backfill). An admitted task becomes a task of a [`Cluster`] (labelled with its name, so the
+//! event stream sees it) whose pool has one thread per slot: the thread starts the child in its
+//! own process group, with stdout and stderr going straight into the task's files, and waits.
+//! When the task's main process exits, whatever it left running in its process group is
+//! killed: a task's processes never outlive it.
+//!
+//! A task with `gpus: N` gets `N` GPUs no running task holds, named in `CUDA_VISIBLE_DEVICES`
+//! by UUID (right whatever `CUDA_VISIBLE_DEVICES` onebox itself was started with), and
+//! `SATURN_RUN_LOCAL_RANK` is its first GPU's index; `gpus: 0` hides every GPU; a task that
+//! does not say keeps the environment it inherits.
+//!
+//! This thread, meanwhile, keeps the books: it frees slots as tasks end, kills the process
+//! group of a task past its timeout, and on SIGINT/SIGTERM (or [`RunOptions::stop`]) stops
+//! admitting, sends SIGTERM to every running group, then SIGKILL to what is left after a grace
+//! period, and marks those tasks `interrupted`.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam::channel::{self, RecvTimeoutError};
+
+use super::progress::Progress;
+use super::results::{
+    self, INTERRUPTED, ResultsDir, TIMEOUT_EXIT, TaskRecord, TaskState, append_journal,
+    write_atomic,
+};
+use super::spec::Task;
+use super::{RunOptions, signals};
+use crate::cluster::Cluster;
+use crate::error::{Error, Result};
+use crate::graph::lock_unpoisoned as lock;
+
+/// How long running tasks get between SIGTERM and SIGKILL when a run is interrupted.
+const GRACE: Duration = Duration::from_secs(2);
+/// How often the books are checked when nothing happens (signals, progress bar).
+const TICK: Duration = Duration::from_millis(100);
+
+/// The machine's slots: CPU slots and GPUs (by their UUID, or index when unknown).
+#[derive(Debug, Clone)]
+pub struct Slots {
+    /// CPU slots.
+    pub cpus: usize,
+    /// At most this many tasks at once.
+    pub max_parallel: usize,
+    /// The GPUs, as `CUDA_VISIBLE_DEVICES` should name them.
+    pub gpus: Vec<String>,
+}
+
+impl Slots {
+    /// Slots from the detected hardware and the `ONEBOX_*` settings, as the cluster is sized.
+    /// A `max_parallel` above the CPU budget raises the CPU slots to it (for tasks that mostly
+    /// wait, such as downloads); below it, it only caps how many tasks run at once.
+    pub fn detect(max_parallel: Option<usize>) -> Result<Slots> {
+        let hw = crate::Hardware::detect();
+        let plan = crate::Plan::new(&hw, &crate::Settings::from_env()?)?;
+        let gpus = plan
+            .gpus
+            .iter()
+            .map(|&i| {
+                let g = &hw.gpus[i];
+                if g.uuid.is_empty() {
+                    g.index.to_string()
+                } else {
+                    g.uuid.clone()
+                }
+            })
+            .collect();
+        let cpus = plan.cpu_threads;
+        Ok(Slots {
+            cpus: max_parallel.map_or(cpus, |m| m.max(cpus)),
+            max_parallel: max_parallel.unwrap_or(cpus).max(1),
+            gpus,
+        })
+    }
+
+    /// An error naming the first task that can never fit.
+    pub fn check(&self, tasks: &[Task]) -> Result<()> {
+        for t in tasks {
+            if t.cpus > self.cpus {
+                return Err(Error::Invalid(format!(
+                    "task {} asks for {} CPUs, but this machine has {} CPU slots",
+                    t.name, t.cpus, self.cpus
+                )));
+            }
+            if let Some(g) = t.gpus
+                && g > self.gpus.len()
+            {
+                return Err(Error::NoGpu {
+                    what: format!("task {}", t.name),
+                    requested: format!("{g} GPUs"),
+                    available: self.gpus.len(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+const NOT_KILLED: u8 = 0;
+const KILLED_TIMEOUT: u8 = 1;
+const KILLED_INTERRUPT: u8 = 2;
+
+/// What the books know about a running task; shared with the thread that waits on it.
+struct Running {
+    /// The process group of the current attempt and when it must end.
+    child: Mutex<Option<(i32, Option<Instant>)>>,
+    killed: AtomicU8,
+}
+
+impl Running {
+    fn kill(&self, signal: i32, why: u8) {
+        let child = lock(&self.child);
+        if let Some((pgid, _)) = *child {
+            if why != NOT_KILLED {
+                self.killed.store(why, Ordering::SeqCst);
+            }
+            // SAFETY: kill(2) on a process group we started; the lock keeps the child unreaped.
+            unsafe {
+                libc::kill(-pgid, signal);
+            }
+        }
+    }
+}
+
+/// A running task's place in the books: its shared state, its GPUs, its index.
+type Lane = (Arc<Running>, Vec<usize>, usize);
+
+struct Ended {
+    slot: usize,
+    record: TaskRecord,
+}
+
+/// Everything a task needs to run, cloned into its closure.
+struct JobSpec {
+    task: Task,
+    dir: PathBuf,
+    env: Vec<(String, String)>,
+    host: String,
+}
+
+/// Runs `tasks` on this machine; returns their records in the order given.
+pub(crate) fn run(
+    dir: &ResultsDir,
+    tasks: &[Task],
+    slots: &Slots,
+    opts: &RunOptions,
+    progress: &Progress,
+) -> Result<(Vec<TaskRecord>, bool)> {
+    let n = tasks.len();
+    let mut records: Vec<Option<TaskRecord>> = vec![None; n];
+    if n == 0 {
+        return Ok((Vec::new(), false));
+    }
+    let threads = slots.max_parallel.min(n).max(1);
+    let cluster = Cluster::builder()
+        .threads(threads)
+        .gpus(0)
+        .memory_limit("1GB")
+        .ignore_env()
+        .build()?;
+    let journal_path = dir.journal_file();
+    let mut journal = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&journal_path)
+        .map_err(|e| Error::io(&journal_path, e))?;
+    let host = results::hostname();
+    let (tx, rx) = channel::unbounded::<Ended>();
+
+    let mut pending: VecDeque<usize> = (0..n).collect();
+    let mut free_cpus = slots.cpus;
+    let mut free_gpus: Vec<bool> = vec![true; slots.gpus.len()];
+    let mut lanes: Vec<Option<Lane>> = vec![None; threads];
+    let mut running = 0usize;
+    let mut stopping: Option<Instant> = None;
+    let mut killed_hard = false;
+
+    loop {
+        // Interruption (checked first: a signal may come before the first task starts).
+        let asked = opts.stop.load(Ordering::SeqCst) || signals::received().is_some();
+        match stopping {
+            None if asked => {
+                opts.stop.store(true, Ordering::SeqCst);
+                progress.println(&format!(
+                    "onebox: interrupted: stopping {running} running task(s); `--resume` finishes the rest"
+                ));
+                for (state, _, _) in lanes.iter().flatten() {
+                    state.kill(libc::SIGTERM, KILLED_INTERRUPT);
+                }
+                stopping = Some(Instant::now());
+            }
+            Some(at) if !killed_hard && at.elapsed() >= GRACE => {
+                for (state, _, _) in lanes.iter().flatten() {
+                    state.kill(libc::SIGKILL, KILLED_INTERRUPT);
+                }
+                killed_hard = true;
+            }
+            _ => {}
+        }
+
+        // Admit what fits, in file order with backfill.
+        if stopping.is_none() {
+            let mut i = 0;
+            while i < pending.len() && running < threads && free_cpus > 0 {
+                let t = &tasks[pending[i]];
+                let want_gpus = t.gpus.unwrap_or(0);
+                let gpu_ids: Vec<usize> = free_gpus
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, f)| **f)
+                    .map(|(g, _)| g)
+                    .take(want_gpus)
+                    .collect();
+                if t.cpus > free_cpus || gpu_ids.len() < want_gpus {
+                    i += 1;
+                    continue;
+                }
+                let idx = pending.remove(i).unwrap_or_default();
+                let lane = lanes.iter().position(Option::is_none).unwrap_or(0);
+                free_cpus -= t.cpus;
+                for &g in &gpu_ids {
+                    free_gpus[g] = false;
+                }
+                let job = job_spec(dir, t, lane, &gpu_ids, slots, &host);
+                let state = Arc::new(Running {
+                    child: Mutex::new(None),
+                    killed: AtomicU8::new(NOT_KILLED),
+                });
+                lanes[lane] = Some((state.clone(), gpu_ids, idx));
+                running += 1;
+                progress.started(&t.name);
+                let tx = tx.clone();
+                let stop = opts.stop.clone();
+                let (name, index) = (t.name.clone(), t.index);
+                let _handle = cluster
+                    .delayed(move || {
+                        // A panic must still free the slot: the books wait for every record.
+                        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            run_job(&job, &state, &stop)
+                        }));
+                        let record = ran.unwrap_or_else(|_| {
+                            let mut r = TaskRecord::pending(&name, index);
+                            r.state = TaskState::Failed;
+                            r
+                        });
+                        let _ = tx.send(Ended { slot: lane, record });
+                    })
+                    .label(&tasks[idx].name)
+                    .submit();
+            }
+        }
+        if running == 0 && (pending.is_empty() || stopping.is_some()) {
+            break;
+        }
+
+        // Wait for an end, a deadline or a tick.
+        let now = Instant::now();
+        let next_deadline = lanes
+            .iter()
+            .flatten()
+            .filter_map(|(r, _, _)| lock(&r.child).and_then(|(_, d)| d))
+            .min();
+        let wait = next_deadline.map_or(TICK, |d| d.saturating_duration_since(now).min(TICK));
+        match rx.recv_timeout(wait) {
+            Ok(ended) => {
+                let mut batch = vec![ended];
+                batch.extend(rx.try_iter());
+                for Ended { slot, record } in batch {
+                    if let Some((_, gpu_ids, idx)) = lanes[slot].take() {
+                        free_cpus += tasks[idx].cpus;
+                        for g in gpu_ids {
+                            free_gpus[g] = true;
+                        }
+                        running -= 1;
+                        if let Err(e) = append_journal(&mut journal, &record) {
+                            progress.println(&format!(
+                                "onebox: cannot append to {}: {e}",
+                                journal_path.display()
+                            ));
+                        }
+                        progress.ended(&record);
+                        records[idx] = Some(record);
+                    }
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+
+        // Timeouts.
+        let now = Instant::now();
+        for (state, _, _) in lanes.iter().flatten() {
+            let overdue = lock(&state.child).is_some_and(|(_, d)| d.is_some_and(|d| d <= now));
+            if overdue {
+                state.kill(libc::SIGKILL, KILLED_TIMEOUT);
+            }
+        }
+
+        progress.tick();
+    }
+    let interrupted = stopping.is_some();
+    let out = records
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| r.unwrap_or_else(|| TaskRecord::pending(&tasks[i].name, tasks[i].index)))
+        .collect();
+    Ok((out, interrupted))
+}
+
+fn job_spec(
+    dir: &ResultsDir,
+    t: &Task,
+    lane: usize,
+    gpu_ids: &[usize],
+    slots: &Slots,
+    host: &str,
+) -> JobSpec {
+    let task_dir = dir.task(&t.name);
+    let results = task_dir.join("results");
+    let mut env = vec![
+        ("RESULTS_DIR".to_owned(), results.display().to_string()),
+        ("ONEBOX_TASK_NAME".to_owned(), t.name.clone()),
+        ("ONEBOX_RANK".to_owned(), t.index.to_string()),
+        (
+            "SATURN_RUN_LOCAL_RANK".to_owned(),
+            gpu_ids.first().copied().unwrap_or(lane).to_string(),
+        ),
+    ];
+    if t.gpus.is_some() {
+        let visible: Vec<&str> = gpu_ids.iter().map(|&g| slots.gpus[g].as_str()).collect();
+        env.push(("CUDA_VISIBLE_DEVICES".to_owned(), visible.join(",")));
+    }
+    env.extend(t.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    JobSpec {
+        task: t.clone(),
+        dir: task_dir,
+        env,
+        host: host.to_owned(),
+    }
+}
+
+/// Runs one task (all its attempts) and writes its status file. Runs on a pool thread.
+fn run_job(job: &JobSpec, state: &Running, stop: &AtomicBool) -> TaskRecord {
+    let t = &job.task;
+    let mut rec = TaskRecord::pending(&t.name, t.index);
+    rec.host = Some(job.host.clone());
+    let results_dir = job.dir.join("results");
+    let status = (|| -> std::io::Result<String> {
+        for d in [&job.dir, &results_dir] {
+            match std::fs::create_dir(d) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(_) => std::fs::create_dir_all(d)?,
+            }
+        }
+        let _ = std::fs::remove_file(job.dir.join("status"));
+        let mut text = String::new();
+        for attempt in 1..=t.retries.saturating_add(1) {
+            if stop.load(Ordering::SeqCst) {
+                text = INTERRUPTED.to_owned();
+                break;
+            }
+            if attempt > 1 {
+                for stream in ["stdout", "stderr"] {
+                    let _ = std::fs::rename(
+                        job.dir.join(stream),
+                        job.dir.join(format!("{stream}.attempt{}", attempt - 1)),
+                    );
+                }
+            }
+            rec.attempts = attempt;
+            let started = SystemTime::now();
+            let clock = Instant::now();
+            rec.start = Some(results::rfc3339(started));
+            let outcome = attempt_once(job, state)?;
+            rec.end = Some(results::rfc3339(SystemTime::now()));
+            rec.duration_s = Some(clock.elapsed().as_secs_f64());
+            rec.timed_out = outcome == Outcome::TimedOut;
+            match outcome {
+                Outcome::Exited(code) => {
+                    rec.exit_code = Some(code);
+                    text = code.to_string();
+                    if code == 0 {
+                        break;
+                    }
+                }
+                Outcome::TimedOut => {
+                    rec.exit_code = Some(TIMEOUT_EXIT);
+                    text = TIMEOUT_EXIT.to_string();
+                }
+                Outcome::Interrupted => {
+                    rec.exit_code = None;
+                    text = INTERRUPTED.to_owned();
+                    break;
+                }
+            }
+        }
+        Ok(text)
+    })();
+    let text = match status {
+        Ok(text) => text,
+        Err(e) => {
+            // The task's own files could not be written: say so where a person will look.
+            let _ = std::fs::write(job.dir.join("stderr"), format!("onebox: {e}\n"));
+            rec.exit_code = Some(127);
+            "127".to_owned()
+        }
+    };
+    let (state_now, _) = results::state_of_status(&text);
+    rec.state = state_now;
+    let mut line = text;
+    line.push('\n');
+    if let Err(e) = write_atomic(&job.dir.join("status"), line.as_bytes()) {
+        rec.state = TaskState::Failed;
+        let _ = std::fs::write(job.dir.join("stderr"), format!("onebox: {e}\n"));
+    }
+    rec
+}
+
+#[derive(Debug, PartialEq)]
+enum Outcome {
+    Exited(i32),
+    TimedOut,
+    Interrupted,
+}
+
+fn attempt_once(job: &JobSpec, state: &Running) -> std::io::Result<Outcome> {
+    let t = &job.task;
+    let stdout = File::create(job.dir.join("stdout"))?;
+    let mut stderr = File::create(job.dir.join("stderr"))?;
+    let mut cmd = Command::new(&t.argv[0]);
+    cmd.args(&t.argv[1..])
+        .envs(job.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr.try_clone()?)
+        .process_group(0);
+    if let Some(w) = &t.workdir {
+        cmd.current_dir(w);
+    }
+    state.killed.store(NOT_KILLED, Ordering::SeqCst);
+    let mut guard = lock(&state.child);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            drop(guard);
+            use std::io::Write as _;
+            let where_ = t
+                .workdir
+                .as_ref()
+                .map(|w| format!(" in {}", w.display()))
+                .unwrap_or_default();
+            writeln!(stderr, "onebox: cannot start {:?}{where_}: {e}", t.argv[0])?;
+            let code = if e.kind() == std::io::ErrorKind::PermissionDenied {
+                126
+            } else {
+                127
+            };
+            return Ok(Outcome::Exited(code));
+        }
+    };
+    let pgid = i32::try_from(child.id()).unwrap_or(i32::MAX);
+    *guard = Some((pgid, t.timeout.map(|d| Instant::now() + d)));
+    drop(guard);
+    let status = child.wait();
+    // Before anything else may be reaped: the group's leader is gone now; the books must not
+    // signal its id again. Members still running in the group are killed at the end.
+    let killed = {
+        let mut guard = lock(&state.child);
+        *guard = None;
+        state.killed.load(Ordering::SeqCst)
+    };
+    let status = status?;
+    // Whatever the task left running in its group does not outlive it.
+    // SAFETY: kill(2) on the process group this task started.
+    unsafe {
+        libc::kill(-pgid, libc::SIGKILL);
+    }
+    Ok(match killed {
+        KILLED_TIMEOUT => Outcome::TimedOut,
+        KILLED_INTERRUPT => Outcome::Interrupted,
+        _ => Outcome::Exited(
+            status
+                .code()
+                .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::spec::parse_tasks;
+
+    /// Runs `tasks_yaml` with fake slots; returns each task's stdout lines.
+    fn run_with(slots: &Slots, tasks_yaml: &str) -> (Vec<TaskRecord>, Vec<Vec<String>>) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = ResultsDir::new(tmp.path().join("r"));
+        std::fs::create_dir_all(dir.state_dir()).unwrap();
+        let tasks = parse_tasks(tasks_yaml, "t").unwrap();
+        slots.check(&tasks).unwrap();
+        let opts = RunOptions::new("t");
+        let progress = Progress::new(super::super::ProgressMode::Quiet, tasks.len());
+        let (records, interrupted) = run(&dir, &tasks, slots, &opts, &progress).unwrap();
+        assert!(!interrupted);
+        let outs = tasks
+            .iter()
+            .map(|t| {
+                std::fs::read_to_string(dir.task(&t.name).join("stdout"))
+                    .unwrap()
+                    .lines()
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .collect();
+        (records, outs)
+    }
+
+    /// (start ns, end ns, the first line) of each task that printed `line0; date; sleep; date`.
+    fn intervals(outs: &[Vec<String>]) -> Vec<(u128, u128, String)> {
+        outs.iter()
+            .map(|o| (o[1].parse().unwrap(), o[2].parse().unwrap(), o[0].clone()))
+            .collect()
+    }
+
+    const TIMED: &str = "date +%s%N; sleep 0.3; date +%s%N";
+
+    #[test]
+    fn gpus_go_to_one_task_at_a_time() {
+        let slots = Slots {
+            cpus: 8,
+            max_parallel: 8,
+            gpus: vec!["GPU-a".into(), "GPU-b".into()],
+        };
+        let mut yaml = String::from("tasks:\n");
+        for _ in 0..5 {
+            yaml.push_str(&format!(
+                "  - command: echo \"$CUDA_VISIBLE_DEVICES\"; {TIMED}\n    gpus: 1\n"
+            ));
+        }
+        yaml.push_str(&format!(
+            "  - command: echo \"$CUDA_VISIBLE_DEVICES\"; {TIMED}\n    gpus: 2\n"
+        ));
+        yaml.push_str(&format!(
+            "  - command: echo \"[$CUDA_VISIBLE_DEVICES]\"; {TIMED}\n    gpus: 0\n"
+        ));
+        let (records, outs) = run_with(&slots, &yaml);
+        assert!(records.iter().all(|r| r.state == TaskState::Done));
+        let iv = intervals(&outs);
+        for (i, a) in iv.iter().enumerate().take(6) {
+            let want: &[&str] = if i < 5 {
+                &["GPU-a", "GPU-b"]
+            } else {
+                &["GPU-a,GPU-b"]
+            };
+            assert!(want.contains(&a.2.as_str()), "task {i} saw {:?}", a.2);
+            for b in &iv[i + 1..6] {
+                let overlap = a.0 < b.1 && b.0 < a.1;
+                let shared = a.2.split(',').any(|g| b.2.split(',').any(|h| g == h));
+                assert!(
+                    !(overlap && shared),
+                    "two tasks shared a GPU at once: {a:?} {b:?}"
+                );
+            }
+        }
+        assert_eq!(iv[6].2, "[]");
+    }
+
+    #[test]
+    fn cpu_slots_are_never_oversubscribed() {
+        let slots = Slots {
+            cpus: 3,
+            max_parallel: 3,
+            gpus: Vec::new(),
+        };
+        let cpus = [2, 1, 1, 3, 1, 2, 1];
+        let mut yaml = String::from("tasks:\n");
+        for c in cpus {
+            yaml.push_str(&format!("  - command: echo {c}; {TIMED}\n    cpus: {c}\n"));
+        }
+        let (_, outs) = run_with(&slots, &yaml);
+        let iv = intervals(&outs);
+        // At every task's start, the CPUs of the tasks running then fit in the slots.
+        for a in &iv {
+            let busy: usize = iv
+                .iter()
+                .filter(|b| b.0 <= a.0 && a.0 < b.1)
+                .map(|b| b.2.parse::<usize>().unwrap())
+                .sum();
+            assert!(busy <= 3, "{busy} CPUs busy at once: {iv:?}");
+        }
+    }
+
+    #[test]
+    fn tasks_that_cannot_fit_are_refused_before_running() {
+        let slots = Slots {
+            cpus: 2,
+            max_parallel: 2,
+            gpus: vec!["0".into()],
+        };
+        let tasks = parse_tasks("tasks:\n  - command: a\n    cpus: 3\n", "t").unwrap();
+        assert!(
+            slots
+                .check(&tasks)
+                .unwrap_err()
+                .to_string()
+                .contains("3 CPUs")
+        );
+        let tasks = parse_tasks("tasks:\n  - command: a\n    gpus: 2\n", "t").unwrap();
+        assert!(matches!(
+            slots.check(&tasks),
+            Err(Error::NoGpu { available: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn an_empty_batch_runs_nothing() {
+        let slots = Slots {
+            cpus: 1,
+            max_parallel: 1,
+            gpus: Vec::new(),
+        };
+        let (records, outs) = run_with(&slots, "tasks: []\n");
+        assert!(records.is_empty() && outs.is_empty());
+    }
+}
