@@ -29,7 +29,8 @@
 //!
 //! Modules, one concept each: [`hardware`] (what the machine has), [`cluster`] (sizing and
 //! the pools), [`graph`] (tasks, `Delayed`, handles, the scheduler), [`map`] (Pool-style map),
-//! [`gpu`] (GPU workers), [`diagnostics`] (the event stream), [`error`].
+//! [`gpu`] (GPU workers), [`diagnostics`] (the event stream), [`error`], [`train`]
+//! (data-parallel training).
 
 #![warn(missing_docs)]
 
@@ -40,6 +41,7 @@ pub mod gpu;
 pub mod graph;
 pub mod hardware;
 pub mod map;
+pub mod train;
 
 pub use cluster::{Cluster, ClusterBuilder, Plan, Settings};
 pub use error::{BoxError, Error, Result, TaskError, TaskFailure};
