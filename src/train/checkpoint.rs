@@ -87,7 +87,9 @@ impl<F: Float> Checkpoint<F> {
         let mut r = Reader { bytes: &body[8..] };
         let version = u32::from_le_bytes(r.take::<4>().ok_or_else(|| bad("too short"))?);
         if version != VERSION {
-            return Err(bad(&format!("format version {version}, expected {VERSION}")));
+            return Err(bad(&format!(
+                "format version {version}, expected {VERSION}"
+            )));
         }
         let width = r.take::<1>().ok_or_else(|| bad("too short"))?[0];
         if usize::from(width) != F::BYTES {

@@ -88,9 +88,11 @@ fn fits(rows: usize, cols: usize, rs: isize, cs: isize, len: usize) -> bool {
     if rs < 0 || cs < 0 {
         return false;
     }
-    let last = (rows - 1)
-        .checked_mul(rs as usize)
-        .and_then(|r| (cols - 1).checked_mul(cs as usize).and_then(|c| r.checked_add(c)));
+    let last = (rows - 1).checked_mul(rs as usize).and_then(|r| {
+        (cols - 1)
+            .checked_mul(cs as usize)
+            .and_then(|c| r.checked_add(c))
+    });
     matches!(last, Some(l) if l < len)
 }
 

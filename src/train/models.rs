@@ -5,9 +5,9 @@
 //! Parameters are one flat vector; the layouts are documented on each model. Matrix products
 //! use the single-threaded `matrixmultiply` kernels: the parallelism comes from the replicas.
 
+use super::Float;
 use super::data::{Batch, Dataset, Table};
 use super::rng::Rng;
-use super::Float;
 use crate::error::{Error, Result};
 
 /// A classifier over flat parameters: what the trainer's gradient function calls.
@@ -41,7 +41,9 @@ fn check_len(what: &str, got: usize, want: usize) -> Result<()> {
     if got == want {
         Ok(())
     } else {
-        Err(Error::Invalid(format!("{what} has {got} values, the model needs {want}")))
+        Err(Error::Invalid(format!(
+            "{what} has {got} values, the model needs {want}"
+        )))
     }
 }
 
@@ -65,7 +67,16 @@ fn affine<F: Float>(x: &[F], n: usize, d: usize, w: &[F], b: &[F], c: usize, out
     for row in out.chunks_exact_mut(c) {
         row.copy_from_slice(b);
     }
-    F::gemm(n, d, c, F::ONE, (x, d as isize, 1), (w, c as isize, 1), F::ONE, (out, c as isize, 1));
+    F::gemm(
+        n,
+        d,
+        c,
+        F::ONE,
+        (x, d as isize, 1),
+        (w, c as isize, 1),
+        F::ONE,
+        (out, c as isize, 1),
+    );
 }
 
 /// `grad_w += x^T dz` and `grad_b += column sums of dz`, for `x` `n x d` and `dz` `n x c`.
@@ -78,7 +89,16 @@ fn affine_backward<F: Float>(
     grad_w: &mut [F],
     grad_b: &mut [F],
 ) {
-    F::gemm(d, n, c, F::ONE, (x, 1, d as isize), (dz, c as isize, 1), F::ONE, (grad_w, c as isize, 1));
+    F::gemm(
+        d,
+        n,
+        c,
+        F::ONE,
+        (x, 1, d as isize),
+        (dz, c as isize, 1),
+        F::ONE,
+        (grad_w, c as isize, 1),
+    );
     for row in dz.chunks_exact(c) {
         for (g, &v) in grad_b.iter_mut().zip(row) {
             *g += v;
@@ -91,7 +111,10 @@ fn affine_backward<F: Float>(
 fn softmax_cross_entropy<F: Float>(z: &mut [F], labels: &[usize], c: usize) -> f64 {
     let mut loss = 0.0f64;
     for (row, &y) in z.chunks_exact_mut(c).zip(labels) {
-        let max = row.iter().copied().fold(row[0], |a, b| if b > a { b } else { a });
+        let max = row
+            .iter()
+            .copied()
+            .fold(row[0], |a, b| if b > a { b } else { a });
         let mut sum = F::ZERO;
         for v in row.iter_mut() {
             *v = (*v - max).exp();
@@ -175,10 +198,17 @@ impl<F: Float> Classifier<F> for SoftmaxRegression {
     }
 
     fn predict(&self, params: &[F], features: &[F]) -> Result<Vec<usize>> {
-        check_len("the parameter vector", params.len(), Classifier::<F>::n_params(self))?;
+        check_len(
+            "the parameter vector",
+            params.len(),
+            Classifier::<F>::n_params(self),
+        )?;
         let n = features.len() / self.n_features.max(1);
         check_len("the feature matrix", features.len(), n * self.n_features)?;
-        Ok(argmax_rows(&self.logits(params, features, n), self.n_classes))
+        Ok(argmax_rows(
+            &self.logits(params, features, n),
+            self.n_classes,
+        ))
     }
 }
 
@@ -268,7 +298,16 @@ impl<F: Float> Classifier<F> for Mlp {
         affine_backward(&hidden, n, h, &dz, c, gw2, gb2);
         // dH = dZ W2^T, then through the ReLU.
         let mut dh = vec![F::ZERO; n * h];
-        F::gemm(n, c, h, F::ONE, (&dz, c as isize, 1), (w2, 1, c as isize), F::ZERO, (&mut dh, h as isize, 1));
+        F::gemm(
+            n,
+            c,
+            h,
+            F::ONE,
+            (&dz, c as isize, 1),
+            (w2, 1, c as isize),
+            F::ZERO,
+            (&mut dh, h as isize, 1),
+        );
         for (g, &a) in dh.iter_mut().zip(&hidden) {
             if a <= F::ZERO {
                 *g = F::ZERO;
@@ -279,9 +318,16 @@ impl<F: Float> Classifier<F> for Mlp {
     }
 
     fn predict(&self, params: &[F], features: &[F]) -> Result<Vec<usize>> {
-        check_len("the parameter vector", params.len(), Classifier::<F>::n_params(self))?;
+        check_len(
+            "the parameter vector",
+            params.len(),
+            Classifier::<F>::n_params(self),
+        )?;
         let n = features.len() / self.n_features.max(1);
         check_len("the feature matrix", features.len(), n * self.n_features)?;
-        Ok(argmax_rows(&self.forward(params, features, n).1, self.n_classes))
+        Ok(argmax_rows(
+            &self.forward(params, features, n).1,
+            self.n_classes,
+        ))
     }
 }

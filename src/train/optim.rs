@@ -107,8 +107,18 @@ impl Optimizer {
                 weight_decay,
                 ..
             } => {
-                check("momentum", momentum, (0.0..1.0).contains(&momentum), "must be in [0, 1)")?;
-                check("weight_decay", weight_decay, weight_decay >= 0.0, "must be >= 0")
+                check(
+                    "momentum",
+                    momentum,
+                    (0.0..1.0).contains(&momentum),
+                    "must be in [0, 1)",
+                )?;
+                check(
+                    "weight_decay",
+                    weight_decay,
+                    weight_decay >= 0.0,
+                    "must be >= 0",
+                )
             }
             Optimizer::Adam {
                 beta1,
@@ -117,10 +127,25 @@ impl Optimizer {
                 weight_decay,
                 ..
             } => {
-                check("beta1", beta1, (0.0..1.0).contains(&beta1), "must be in [0, 1)")?;
-                check("beta2", beta2, (0.0..1.0).contains(&beta2), "must be in [0, 1)")?;
+                check(
+                    "beta1",
+                    beta1,
+                    (0.0..1.0).contains(&beta1),
+                    "must be in [0, 1)",
+                )?;
+                check(
+                    "beta2",
+                    beta2,
+                    (0.0..1.0).contains(&beta2),
+                    "must be in [0, 1)",
+                )?;
                 check("eps", eps, eps > 0.0, "must be > 0")?;
-                check("weight_decay", weight_decay, weight_decay >= 0.0, "must be >= 0")
+                check(
+                    "weight_decay",
+                    weight_decay,
+                    weight_decay >= 0.0,
+                    "must be >= 0",
+                )
             }
         }
     }
@@ -132,7 +157,16 @@ impl Optimizer {
                 momentum,
                 nesterov,
                 weight_decay,
-            } => (1, [momentum, f64::from(u8::from(nesterov)), weight_decay, 0.0, 0.0]),
+            } => (
+                1,
+                [
+                    momentum,
+                    f64::from(u8::from(nesterov)),
+                    weight_decay,
+                    0.0,
+                    0.0,
+                ],
+            ),
             Optimizer::Adam {
                 beta1,
                 beta2,
@@ -141,7 +175,13 @@ impl Optimizer {
                 decoupled,
             } => (
                 2,
-                [beta1, beta2, eps, weight_decay, f64::from(u8::from(decoupled))],
+                [
+                    beta1,
+                    beta2,
+                    eps,
+                    weight_decay,
+                    f64::from(u8::from(decoupled)),
+                ],
             ),
         }
     }
@@ -384,7 +424,10 @@ mod tests {
         let mut p = vec![0.0f64, 0.0];
         let mut s = OptimizerState::new(&opt, 2);
         s.step(&opt, 0.01, &mut p, &[5.0, -0.5]);
-        assert!((p[0] + 0.01).abs() < 1e-9 && (p[1] - 0.01).abs() < 1e-9, "{p:?}");
+        assert!(
+            (p[0] + 0.01).abs() < 1e-9 && (p[1] - 0.01).abs() < 1e-9,
+            "{p:?}"
+        );
     }
 
     #[test]
@@ -414,6 +457,11 @@ mod tests {
         assert!(Schedule::step(0.1, 0, 0.5).validate().is_err());
         assert!(Schedule::cosine(0.1, 0.2, 3).validate().is_err());
         assert!(Optimizer::sgd_momentum(1.0).validate().is_err());
-        assert!(Optimizer::adam().with_weight_decay(-1.0).validate().is_err());
+        assert!(
+            Optimizer::adam()
+                .with_weight_decay(-1.0)
+                .validate()
+                .is_err()
+        );
     }
 }

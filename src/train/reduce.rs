@@ -41,7 +41,7 @@ pub(crate) fn cover(range: Range<usize>) -> Vec<(u32, usize)> {
         let mut level = 0u32;
         while level < usize::BITS - 1 {
             let size = 1usize << (level + 1);
-            if i % size == 0 && i + size <= range.end {
+            if i.is_multiple_of(size) && i + size <= range.end {
                 level += 1;
             } else {
                 break;
@@ -94,10 +94,8 @@ pub(crate) fn node_sum<F: Float>(
 
 /// Finishes the tree for `m` micro-shards from the nodes the replicas computed.
 pub(crate) fn finish<F: Float>(m: usize, parts: Vec<Node<F>>) -> Result<Node<F>> {
-    let mut known: HashMap<(u32, usize), Node<F>> = parts
-        .into_iter()
-        .map(|n| ((n.level, n.index), n))
-        .collect();
+    let mut known: HashMap<(u32, usize), Node<F>> =
+        parts.into_iter().map(|n| ((n.level, n.index), n)).collect();
     let root = node_sum(levels(m), 0, m, &mut |level, index| {
         Ok(known.remove(&(level, index)))
     })?;
@@ -144,17 +142,16 @@ mod tests {
 
     #[test]
     fn levels_of_counts() {
-        assert_eq!(
-            [1, 2, 3, 4, 5, 8, 9].map(levels),
-            [0, 1, 2, 2, 3, 3, 4]
-        );
+        assert_eq!([1, 2, 3, 4, 5, 8, 9].map(levels), [0, 1, 2, 2, 3, 3, 4]);
     }
 
     /// Values chosen so that float addition order matters; any split into contiguous replica
     /// ranges gives exactly the whole-tree result.
     #[test]
     fn any_split_gives_the_same_bits() {
-        let values: Vec<f64> = (0..13).map(|i| 1.0 / (i as f64 + 0.3) * 1e16f64.powi(i % 3)).collect();
+        let values: Vec<f64> = (0..13)
+            .map(|i| 1.0 / (i as f64 + 0.3) * 1e16f64.powi(i % 3))
+            .collect();
         let m = values.len();
         let whole = node_sum(levels(m), 0, m, &mut leaf(&values)).unwrap();
         for r in 1..=m + 2 {

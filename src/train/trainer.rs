@@ -6,15 +6,15 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::Float;
 use super::checkpoint::Checkpoint;
 use super::data::{Batch, Dataset};
 use super::optim::{Optimizer, OptimizerState, Schedule};
 use super::reduce::{self, Node};
 use super::rng::Rng;
-use super::Float;
+use crate::Cluster;
 use crate::error::{Error, Result};
 use crate::graph::{Delayed, user_error};
-use crate::Cluster;
 
 /// Where the replicas run.
 ///
@@ -127,7 +127,9 @@ impl<F: Float> TrainerBuilder<F> {
     /// Checks the settings and makes the trainer.
     pub fn build(self) -> Result<Trainer<F>> {
         if self.params.is_empty() {
-            return Err(Error::Invalid("a model needs at least one parameter".into()));
+            return Err(Error::Invalid(
+                "a model needs at least one parameter".into(),
+            ));
         }
         if let Some(i) = self.params.iter().position(|p| !p.is_finite()) {
             return Err(Error::Invalid(format!(
@@ -289,7 +291,9 @@ impl<F: Float> Trainer<F> {
     {
         let n = data.len();
         if n == 0 {
-            return Err(Error::Invalid("the training data set has no samples".into()));
+            return Err(Error::Invalid(
+                "the training data set has no samples".into(),
+            ));
         }
         let started = Instant::now();
         let order: Arc<[usize]> = self.epoch_order(self.epoch, n).into();
@@ -357,12 +361,23 @@ impl<F: Float> Trainer<F> {
         let tasks: Vec<Delayed<Vec<Node<F>>>> = (0..r)
             .map(|j| {
                 let shards = (j * m / r)..((j + 1) * m / r);
-                let (params, data, grad, order) =
-                    (self.params.clone(), data.clone(), grad.clone(), order.clone());
+                let (params, data, grad, order) = (
+                    self.params.clone(),
+                    data.clone(),
+                    grad.clone(),
+                    order.clone(),
+                );
                 let batch = batch.clone();
                 self.cluster
                     .try_delayed(move || {
-                        replica(&params, &*data, &*grad, &order[batch.clone()], micro, shards.clone())
+                        replica(
+                            &params,
+                            &*data,
+                            &*grad,
+                            &order[batch.clone()],
+                            micro,
+                            shards.clone(),
+                        )
                     })
                     .label("train.replica")
             })
@@ -398,7 +413,11 @@ impl<F: Float> Trainer<F> {
             ))
         };
         if saved.params.len() != mine.params.len() {
-            return Err(mismatch("parameter count", &saved.params.len(), &mine.params.len()));
+            return Err(mismatch(
+                "parameter count",
+                &saved.params.len(),
+                &mine.params.len(),
+            ));
         }
         if saved.optimizer.0 != mine.optimizer.0
             || saved.optimizer.1.map(f64::to_bits) != mine.optimizer.1.map(f64::to_bits)
@@ -409,7 +428,11 @@ impl<F: Float> Trainer<F> {
             ("seed", saved.seed, mine.seed),
             ("batch size", saved.batch_size, mine.batch_size),
             ("micro-batch size", saved.micro_batch, mine.micro_batch),
-            ("drop_last", u64::from(saved.drop_last), u64::from(mine.drop_last)),
+            (
+                "drop_last",
+                u64::from(saved.drop_last),
+                u64::from(mine.drop_last),
+            ),
         ] {
             if a != b {
                 return Err(mismatch(what, &a, &b));
