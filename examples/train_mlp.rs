@@ -3,8 +3,9 @@
 //!
 //! Run with `cargo run --release --example train_mlp`. Options: `--epochs N`, `--replicas R`,
 //! `--hidden H`, `--batch B`, `--micro M`. It prints the loss and samples/s per epoch and the
-//! accuracy on a held-out fifth of the digits: 97.2% (on a 2-core AMD EPYC) with the defaults (40 epochs, 64 hidden
-//! units; identical for every replica count).
+//! accuracy on a held-out fifth of the digits: 97.2% with the defaults (40 epochs, 64 hidden
+//! units, AdamW, cosine schedule), the same for every replica count (measured on a 2-core AMD
+//! EPYC).
 //!
 //! To measure scaling, compare `--replicas 1` with `--replicas 2` on a larger model, e.g.
 //! `--hidden 512 --batch 256 --micro 32`: the median samples/s is printed at the end.
