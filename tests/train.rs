@@ -701,3 +701,41 @@ fn the_mlp_example_reaches_96_percent() {
     assert!(out.accuracy >= 0.96, "accuracy {}", out.accuracy);
     assert!(losses[losses.len() - 1] < losses[0] / 5.0, "{losses:?}");
 }
+
+#[test]
+fn replicas_run_at_the_same_time_on_the_pool() {
+    // Each gradient call waits (up to 10 s) for another call to be running at the same time:
+    // with two replicas on two threads, every step sees two at once.
+    let c = cluster(2);
+    let active = Arc::new(AtomicUsize::new(0));
+    let arrivals = Arc::new(AtomicUsize::new(0));
+    let overlapped = Arc::new(AtomicUsize::new(0));
+    let (a, n, o) = (active.clone(), arrivals.clone(), overlapped.clone());
+    let grad = move |p: &[f64], b: &Batch<'_, f64, f64>, g: &mut [f64]| {
+        // A call overlaps another if one was running when it arrived, or if one arrives
+        // while it is still running; both counters only grow while it runs, so no overlap
+        // is missed.
+        let me = n.fetch_add(1, Ordering::SeqCst);
+        let others = a.fetch_add(1, Ordering::SeqCst);
+        let start = std::time::Instant::now();
+        let mut overlap = others > 0;
+        while !overlap && start.elapsed().as_secs() < 10 {
+            std::thread::yield_now();
+            overlap = n.load(Ordering::SeqCst) > me + 1;
+        }
+        if overlap {
+            o.fetch_add(1, Ordering::SeqCst);
+        }
+        a.fetch_sub(1, Ordering::SeqCst);
+        mean_grad(p, b, g)
+    };
+    let mut t = Trainer::builder(&c, vec![0.0f64])
+        .batch_size(8)
+        .micro_batch(4)
+        .replicas(Replicas::Cpu(2))
+        .build()
+        .unwrap();
+    t.fit(&labels_table(vec![1.0; 32]), grad, 1, |_| {})
+        .unwrap();
+    assert_eq!(overlapped.load(Ordering::SeqCst), 8, "4 steps x 2 replicas");
+}
