@@ -739,3 +739,87 @@ fn replicas_run_at_the_same_time_on_the_pool() {
         .unwrap();
     assert_eq!(overlapped.load(Ordering::SeqCst), 8, "4 steps x 2 replicas");
 }
+
+/// Loss `sum_i (p_i - y w_i)^2 / 2` per sample, for fixed weights `w`: a cheap model with
+/// many parameters, so that the update is cut into several pieces.
+fn wide_grad(
+    w: Arc<Vec<f64>>,
+) -> impl Fn(&[f64], &Batch<'_, f64, f64>, &mut [f64]) -> Result<f64> + Send + Sync + 'static {
+    move |p, b, g| {
+        let mut loss = 0.0;
+        for &y in b.labels() {
+            for i in 0..p.len() {
+                let e = p[i] - y * w[i];
+                g[i] += e;
+                loss += e * e / 2.0;
+            }
+        }
+        Ok(loss)
+    }
+}
+
+#[test]
+fn a_wide_model_updated_in_pieces_equals_a_sequential_adam_loop() {
+    let n_params = 100_000;
+    let w = Arc::new(random_params(n_params, 1.0, 4));
+    let labels: Vec<f64> = random_params(23, 2.0, 5);
+    let data = labels_table(labels.clone());
+    let (lr, batch, micro, seed, epochs) = (0.01, 8, 3, 17, 2);
+    let (b1, b2, eps, wd) = (0.9f64, 0.999f64, 1e-8, 0.01);
+
+    // The plain loop: same shuffles, micro-shards and tree; AdamW written out.
+    let grad = wide_grad(w.clone());
+    let mut p = vec![0.25f64; n_params];
+    let (mut m1, mut m2) = (vec![0.0; n_params], vec![0.0; n_params]);
+    let mut t = 0;
+    for epoch in 0..epochs {
+        let mut order: Vec<usize> = (0..labels.len()).collect();
+        Rng::stream(seed, epoch).shuffle(&mut order);
+        for chunk in order.chunks(batch) {
+            let leaves: Vec<(Vec<f64>, f64)> = chunk
+                .chunks(micro)
+                .map(|idx| {
+                    let ys: Vec<f64> = idx.iter().map(|&i| labels[i]).collect();
+                    let xs = vec![0.0; ys.len()];
+                    let b = Batch::new(&xs, 1, &ys).unwrap();
+                    let mut g = vec![0.0; n_params];
+                    let l = grad(&p, &b, &mut g).unwrap();
+                    (g, l)
+                })
+                .collect();
+            let levels = leaves.len().next_power_of_two().trailing_zeros();
+            let (sum, _) = tree_sum(&leaves, levels, 0);
+            t += 1;
+            let (c1, c2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
+            for i in 0..n_params {
+                let g = sum[i] / chunk.len() as f64;
+                p[i] -= (lr * wd) * p[i];
+                m1[i] = b1 * m1[i] + (1.0 - b1) * g;
+                m2[i] = b2 * m2[i] + (1.0 - b2) * g * g;
+                p[i] -= lr * (m1[i] / c1) / ((m2[i] / c2).sqrt() + eps);
+            }
+        }
+    }
+
+    let c = cluster(2);
+    for r in [1, 2, 7] {
+        let mut trainer = Trainer::builder(&c, vec![0.25f64; n_params])
+            .optimizer(Optimizer::adamw(wd))
+            .lr(lr)
+            .batch_size(batch)
+            .micro_batch(micro)
+            .seed(seed)
+            .replicas(Replicas::Cpu(r))
+            .build()
+            .unwrap();
+        trainer
+            .fit(&data, wide_grad(w.clone()), epochs, |_| {})
+            .unwrap();
+        let same = trainer
+            .params()
+            .iter()
+            .zip(&p)
+            .all(|(a, b)| a.to_bits() == b.to_bits());
+        assert!(same, "R = {r}");
+    }
+}

@@ -267,10 +267,9 @@ impl Mlp {
         let (w1, b1, w2, b2) = self.split(params);
         let mut hidden = vec![F::ZERO; n * h];
         affine(x, n, d, w1, b1, h, &mut hidden);
+        // An unconditional store of a select: compiles to vector blends, not branches.
         for v in &mut hidden {
-            if *v < F::ZERO {
-                *v = F::ZERO;
-            }
+            *v = if *v < F::ZERO { F::ZERO } else { *v };
         }
         let mut z = vec![F::ZERO; n * c];
         affine(&hidden, n, h, w2, b2, c, &mut z);
@@ -309,9 +308,7 @@ impl<F: Float> Classifier<F> for Mlp {
             (&mut dh, h as isize, 1),
         );
         for (g, &a) in dh.iter_mut().zip(&hidden) {
-            if a <= F::ZERO {
-                *g = F::ZERO;
-            }
+            *g = if a <= F::ZERO { F::ZERO } else { *g };
         }
         affine_backward(batch.features(), n, d, &dh, h, gw1, gb1);
         Ok(loss)

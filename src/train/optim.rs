@@ -316,59 +316,99 @@ impl<F: Float> OptimizerState<F> {
     }
 
     /// One update of `params` with the (averaged) gradient `grad` at learning rate `lr`.
+    #[cfg(test)]
     pub(crate) fn step(&mut self, optimizer: &Optimizer, lr: f64, params: &mut [F], grad: &[F]) {
         self.steps += 1;
-        let lr_f = F::from_f64(lr);
-        match *optimizer {
-            Optimizer::Sgd {
-                momentum,
-                nesterov,
-                weight_decay,
-            } => {
-                let (mu, wd) = (F::from_f64(momentum), F::from_f64(weight_decay));
-                for i in 0..params.len() {
-                    let mut g = grad[i];
-                    if weight_decay != 0.0 {
-                        g += wd * params[i];
-                    }
-                    if momentum != 0.0 {
-                        let v = mu * self.first[i] + g;
-                        self.first[i] = v;
-                        g = if nesterov { g + mu * v } else { v };
-                    }
-                    params[i] -= lr_f * g;
+        let slices = Slices {
+            params,
+            first: &mut self.first,
+            second: &mut self.second,
+        };
+        apply(optimizer, lr, self.steps, slices, grad);
+    }
+}
+
+/// A contiguous piece of the parameters and of the optimizer buffers that go with them (a
+/// buffer the optimizer does not use is empty).
+pub(crate) struct Slices<'a, F> {
+    pub(crate) params: &'a mut [F],
+    pub(crate) first: &'a mut [F],
+    pub(crate) second: &'a mut [F],
+}
+
+/// Update number `step` (from 1) of a piece of the parameters with its piece of the averaged
+/// gradient. Each element's update depends only on that element, so pieces can be updated in
+/// parallel with the same bits as one whole update.
+///
+/// The loops have no branches inside (a zero weight decay adds `0 * p`), so that they compile
+/// to vector instructions.
+pub(crate) fn apply<F: Float>(
+    optimizer: &Optimizer,
+    lr: f64,
+    step: u64,
+    slices: Slices<'_, F>,
+    grad: &[F],
+) {
+    let Slices {
+        params,
+        first,
+        second,
+    } = slices;
+    let lr_f = F::from_f64(lr);
+    match *optimizer {
+        Optimizer::Sgd {
+            momentum,
+            nesterov,
+            weight_decay,
+        } => {
+            let (mu, wd) = (F::from_f64(momentum), F::from_f64(weight_decay));
+            if momentum == 0.0 {
+                for (p, &g) in params.iter_mut().zip(grad) {
+                    *p -= lr_f * (g + wd * *p);
+                }
+            } else {
+                for ((p, &g), v) in params.iter_mut().zip(grad).zip(first) {
+                    let g = g + wd * *p;
+                    let velocity = mu * *v + g;
+                    *v = velocity;
+                    let update = if nesterov {
+                        g + mu * velocity
+                    } else {
+                        velocity
+                    };
+                    *p -= lr_f * update;
                 }
             }
-            Optimizer::Adam {
-                beta1,
-                beta2,
-                eps,
-                weight_decay,
-                decoupled,
-            } => {
-                let t = self.steps.min(i32::MAX as u64) as i32;
-                let correction1 = F::from_f64(1.0 - beta1.powi(t));
-                let correction2 = F::from_f64(1.0 - beta2.powi(t));
-                let (b1, b2) = (F::from_f64(beta1), F::from_f64(beta2));
-                let (one_b1, one_b2) = (F::from_f64(1.0 - beta1), F::from_f64(1.0 - beta2));
-                let (eps, wd) = (F::from_f64(eps), F::from_f64(weight_decay));
-                for i in 0..params.len() {
-                    let mut g = grad[i];
-                    if weight_decay != 0.0 {
-                        if decoupled {
-                            params[i] -= lr_f * wd * params[i];
-                        } else {
-                            g += wd * params[i];
-                        }
-                    }
-                    let m = b1 * self.first[i] + one_b1 * g;
-                    let v = b2 * self.second[i] + one_b2 * g * g;
-                    self.first[i] = m;
-                    self.second[i] = v;
-                    let m_hat = m / correction1;
-                    let v_hat = v / correction2;
-                    params[i] -= lr_f * m_hat / (v_hat.sqrt() + eps);
-                }
+        }
+        Optimizer::Adam {
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+            decoupled,
+        } => {
+            let t = step.min(i32::MAX as u64) as i32;
+            let correction1 = F::from_f64(1.0 - beta1.powi(t));
+            let correction2 = F::from_f64(1.0 - beta2.powi(t));
+            let (b1, b2) = (F::from_f64(beta1), F::from_f64(beta2));
+            let (one_b1, one_b2) = (F::from_f64(1.0 - beta1), F::from_f64(1.0 - beta2));
+            let eps = F::from_f64(eps);
+            let wd = F::from_f64(weight_decay);
+            // Decoupled decay shrinks the parameter; coupled decay adds to the gradient.
+            let (shrink, l2) = if decoupled {
+                (lr_f * wd, F::ZERO)
+            } else {
+                (F::ZERO, wd)
+            };
+            let moments = first.iter_mut().zip(second.iter_mut());
+            for ((p, &g), (m, v)) in params.iter_mut().zip(grad).zip(moments) {
+                *p -= shrink * *p;
+                let g = g + l2 * *p;
+                *m = b1 * *m + one_b1 * g;
+                *v = b2 * *v + one_b2 * g * g;
+                let m_hat = *m / correction1;
+                let v_hat = *v / correction2;
+                *p -= lr_f * m_hat / (v_hat.sqrt() + eps);
             }
         }
     }

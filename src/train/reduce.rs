@@ -108,6 +108,25 @@ pub(crate) fn finish<F: Float>(m: usize, parts: Vec<Node<F>>) -> Result<Node<F>>
     Ok(root)
 }
 
+/// The tree over elements `range` of the replicas' nodes only: the same additions on those
+/// elements as [`finish`], so pieces finished separately are the whole result's pieces.
+pub(crate) fn finish_range<F: Float>(
+    m: usize,
+    parts: &[Node<F>],
+    range: Range<usize>,
+) -> Result<Node<F>> {
+    let pieces = parts
+        .iter()
+        .map(|n| Node {
+            level: n.level,
+            index: n.index,
+            grad: n.grad[range.clone()].to_vec(),
+            loss: n.loss,
+        })
+        .collect();
+    finish(m, pieces)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,6 +187,24 @@ mod tests {
         }
         let seq: f64 = values.iter().sum();
         assert!((whole.loss - seq).abs() <= 1e-6 * seq.abs());
+    }
+
+    #[test]
+    fn pieces_finished_apart_are_the_pieces_of_the_whole() {
+        let values: Vec<f64> = (0..9)
+            .map(|i| (i as f64 + 0.1).recip() * 1e12f64.powi(i % 2))
+            .collect();
+        let m = values.len();
+        let parts: Vec<Node<f64>> = cover(0..4)
+            .into_iter()
+            .chain(cover(4..m))
+            .map(|(l, k)| node_sum(l, k, m, &mut leaf(&values)).unwrap())
+            .collect();
+        let whole = finish(m, parts.clone()).unwrap();
+        let a = finish_range(m, &parts, 0..1).unwrap();
+        let b = finish_range(m, &parts, 1..2).unwrap();
+        assert_eq!([a.grad[0], b.grad[0]], [whole.grad[0], whole.grad[1]]);
+        assert!(finish_range(m, &parts, 2..2).unwrap().grad.is_empty());
     }
 
     #[test]
