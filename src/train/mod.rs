@@ -13,13 +13,15 @@
 //!  epoch e:  order = shuffle(0..n, seed, e)          (seeded: the same order on every run)
 //!  step:     global batch = next batch_size samples of `order`
 //!            -> micro-shards of micro_batch samples: 0, 1, ..., m-1
-//!            -> R replica tasks, each a contiguous run of micro-shards   (on the cluster)
-//!            -> all-reduce task: the fixed tree over micro-shards 0..m   (on the cluster)
-//!            -> optimizer step with the mean gradient (SGD, Adam; lr from the schedule)
+//!            -> R replica tasks, each a contiguous run of micro-shards      (on the cluster)
+//!            -> update, piece by piece of the parameter vector (reduce-scatter):
+//!               finish the fixed tree over micro-shards 0..m on the piece, divide by the
+//!               batch size, optimizer step on the piece (SGD, Adam; lr from the schedule)
 //! ```
 //!
-//! Replicas are ordinary tasks of the cluster's scheduler (labelled `train.replica` and
-//! `train.allreduce` in errors and events): the trainer starts no threads of its own.
+//! Replicas are ordinary tasks of the cluster's scheduler (labelled `train.replica` in errors
+//! and events), and so are the update pieces of a model large enough (32k parameters and up)
+//! for them to pay: the trainer starts no threads of its own.
 //!
 //! ## Why R does not change the result
 //!
@@ -34,7 +36,8 @@
 //! 2. micro-shard gradients are added in one fixed binary tree over the micro-shard numbers:
 //!    node `(level, k)` covers micro-shards `k 2^level .. (k+1) 2^level` and is `left + right`;
 //! 3. a replica owns a contiguous run of micro-shards and computes the whole tree nodes inside
-//!    its run; the all-reduce task completes the same tree from those nodes.
+//!    its run; the update completes the same tree from those nodes, element by element (so
+//!    cutting the parameters into pieces changes nothing either).
 //!
 //! Every addition thus has the same operands in the same order for R = 1, 2, 7 or 64, and the
 //! trained parameters are identical bit for bit (given a deterministic gradient function).
