@@ -89,6 +89,36 @@ proptest! {
     }
 
     #[test]
+    fn any_replica_count_gives_the_bits_of_one_replica(
+        n in 1usize..60, batch in 1usize..20, micro in 1usize..8, r in 2usize..9,
+        drop_last in any::<bool>(), seed in any::<u64>()
+    ) {
+        prop_assume!(!drop_last || n >= batch);
+        let data = Arc::new(random_table(n, 3, 2, seed));
+        let model = Mlp::new(3, 4, 2);
+        let c = cluster(2);
+        let run = |replicas: usize| {
+            let mut t = Trainer::builder(&c, model.init::<f64>(seed))
+                .optimizer(Optimizer::adam())
+                .lr(0.01)
+                .batch_size(batch)
+                .micro_batch(micro)
+                .drop_last(drop_last)
+                .seed(seed)
+                .replicas(Replicas::Cpu(replicas))
+                .build()
+                .unwrap();
+            let grad = move |p: &[f64], b: &Batch<'_, f64, usize>, g: &mut [f64]| {
+                model.loss_grad(p, b, g)
+            };
+            let stats = t.fit(&data, grad, 2, |_| {}).unwrap();
+            let bits: Vec<u64> = t.params().iter().map(|x| x.to_bits()).collect();
+            (bits, stats[1].loss.to_bits())
+        };
+        prop_assert_eq!(run(1), run(r));
+    }
+
+    #[test]
     fn split_is_a_partition(n in 0usize..500, fraction in 0.0f64..=1.0, seed in any::<u64>()) {
         let (train, test) = train_test_split(n, fraction, seed).unwrap();
         prop_assert_eq!(test.len(), ((n as f64) * fraction).round() as usize);
