@@ -31,6 +31,8 @@
 //! the pools), [`graph`] (tasks, `Delayed`, handles, the scheduler), [`map`] (Pool-style map),
 //! [`gpu`] (GPU workers), [`run`] (job batches from Saturn Run's files, locally or on Slurm),
 //! [`diagnostics`] (the event stream), [`error`].
+//! [`gpu`] (GPU workers), [`diagnostics`] (the event stream), [`error`], [`train`]
+//! (data-parallel training).
 
 #![warn(missing_docs)]
 
@@ -43,6 +45,7 @@ pub mod graph;
 pub mod hardware;
 pub mod map;
 pub mod run;
+pub mod train;
 
 pub use bag::{Bag, TextOptions};
 pub use cluster::{Cluster, ClusterBuilder, Plan, Settings};
