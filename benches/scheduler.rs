@@ -1,6 +1,9 @@
 //! Scheduler overhead: independent trivial tasks, a random DAG, cluster start-up, and
 //! `Cluster::map` against a plain rayon `par_iter` on a pool of the same size.
 //!
+//! `independent-tasks` also runs with diagnostics on: `-events` with a subscriber draining
+//! every event on its own thread, `-report` while a performance report records the run.
+//!
 //! `cargo bench --bench scheduler`. Figures per task are the measured time divided by the
 //! number of tasks (criterion reports throughput in elements per second).
 
@@ -27,6 +30,31 @@ fn independent_tasks(c: &mut Criterion) {
                     .expect("compute")
             })
         });
+    }
+    // Diagnostics on, each on a cluster of its own (a subscription lasts as long as it).
+    let n = 100_000u64;
+    let delayed = |cluster: &Cluster| {
+        let parts: Vec<Delayed<u64>> = (0..n).map(|i| cluster.delayed(move || i + 1)).collect();
+        Delayed::join_all(cluster, parts)
+            .compute()
+            .expect("compute")
+    };
+    g.throughput(Throughput::Elements(n));
+    {
+        let on = self::cluster();
+        let events = on.events();
+        let drain = std::thread::spawn(move || events.iter().count());
+        g.bench_function(format!("delayed-{n}-events"), |b| b.iter(|| delayed(&on)));
+        drop(on);
+        drain.join().expect("drain");
+    }
+    {
+        let on = self::cluster();
+        let path = std::env::temp_dir().join(format!("onebox-bench-{}.html", std::process::id()));
+        let report = onebox::PerformanceReport::start(&on, &path).expect("report");
+        g.bench_function(format!("delayed-{n}-report"), |b| b.iter(|| delayed(&on)));
+        report.finish().expect("report written");
+        let _ = std::fs::remove_file(&path);
     }
     g.throughput(Throughput::Elements(100_000));
     g.bench_function("submit-gather-100000", |b| {

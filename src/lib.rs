@@ -29,7 +29,8 @@
 //!
 //! Modules, one concept each: [`hardware`] (what the machine has), [`cluster`] (sizing and
 //! the pools), [`graph`] (tasks, `Delayed`, handles, the scheduler), [`map`] (Pool-style map),
-//! [`gpu`] (GPU workers), [`diagnostics`] (the event stream), [`error`].
+//! [`gpu`] (GPU workers), [`diagnostics`] (the event stream, progress bars, the performance
+//! report and the live dashboard), [`error`].
 
 #![warn(missing_docs)]
 
@@ -42,6 +43,7 @@ pub mod hardware;
 pub mod map;
 
 pub use cluster::{Cluster, ClusterBuilder, Plan, Settings};
+pub use diagnostics::{Dashboard, PerformanceReport};
 pub use error::{BoxError, Error, Result, TaskError, TaskFailure};
 pub use graph::{
     AsCompleted, Delayed, TaskContext, TaskHandle, TaskKey, Worker, as_completed, gather, wait,
