@@ -145,6 +145,8 @@ struct Bars {
     total: ProgressBar,
     groups: Vec<(String, ProgressBar)>,
     other: Option<ProgressBar>,
+    /// Where to draw, set once the first update has filled the bars in.
+    target: Option<ProgressDrawTarget>,
 }
 
 fn style(template: &str) -> ProgressStyle {
@@ -155,39 +157,54 @@ fn style(template: &str) -> ProgressStyle {
 
 impl Bars {
     fn new(target: ProgressDrawTarget) -> Bars {
-        let multi = MultiProgress::with_draw_target(target);
-        let total = multi.add(ProgressBar::new(0));
-        total.set_style(style(
-            "{prefix:>16} [{bar:40}] {pos}/{len} tasks, {elapsed} elapsed, eta {eta}",
-        ));
-        total.set_prefix("all");
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::hidden());
+        let total = multi.add(
+            ProgressBar::new(0)
+                .with_style(style("{prefix:>16} [{bar:40}] {pos}/{len} tasks, {msg}"))
+                .with_prefix("all"),
+        );
         Bars {
             multi,
             total,
             groups: Vec::new(),
             other: None,
+            target: Some(target),
         }
     }
 
-    fn bar(&self, prefix: &str) -> ProgressBar {
-        let b = self.multi.add(ProgressBar::new(0));
-        b.set_style(style("{prefix:>16} [{bar:40}] {pos}/{len}"));
-        b.set_prefix(prefix.chars().take(16).collect::<String>());
-        b
+    /// A bar for a group, added below the others, already showing `c`.
+    fn bar(&self, prefix: &str, c: Counts) -> ProgressBar {
+        self.multi.add(
+            ProgressBar::new(c.submitted.max(c.ended))
+                .with_style(style("{prefix:>16} [{bar:40}] {pos}/{len}"))
+                .with_prefix(prefix.chars().take(16).collect::<String>())
+                .with_position(c.ended),
+        )
     }
 
-    fn update(&mut self, groups: &BTreeMap<String, Counts>) {
-        let (mut all, mut other) = (Counts::default(), Counts::default());
+    /// Redraws with the counts so far, `elapsed` after the compute started.
+    fn update(&mut self, groups: &BTreeMap<String, Counts>, elapsed: Duration) {
+        let mut all = Counts::default();
+        for c in groups.values() {
+            all.submitted += c.submitted;
+            all.ended += c.ended;
+        }
+        self.total.set_length(all.submitted.max(all.ended));
+        self.total.set_position(all.ended);
+        self.total.set_message(format!(
+            "{:.1}s elapsed, eta {}",
+            elapsed.as_secs_f64(),
+            eta(all, elapsed)
+        ));
+        let mut other = Counts::default();
         let mut sizes: Vec<(&String, &Counts)> = groups.iter().collect();
         sizes.sort_by(|a, b| b.1.submitted.cmp(&a.1.submitted).then(a.0.cmp(b.0)));
         for (i, (name, c)) in sizes.into_iter().enumerate() {
-            all.submitted += c.submitted;
-            all.ended += c.ended;
             if i < MAX_GROUP_BARS {
                 let bar = match self.groups.iter().find(|(n, _)| n == name) {
                     Some((_, b)) => b.clone(),
                     None => {
-                        let b = self.bar(name);
+                        let b = self.bar(name, *c);
                         self.groups.push((name.clone(), b.clone()));
                         b
                     }
@@ -200,17 +217,17 @@ impl Bars {
             }
         }
         if other.submitted > 0 {
-            let bar = self.other.get_or_insert_with(|| {
-                let b = self.multi.add(ProgressBar::new(0));
-                b.set_style(style("{prefix:>16} [{bar:40}] {pos}/{len}"));
-                b.set_prefix("other");
-                b
-            });
-            bar.set_length(other.submitted.max(other.ended));
-            bar.set_position(other.ended);
+            match &self.other {
+                Some(bar) => {
+                    bar.set_length(other.submitted.max(other.ended));
+                    bar.set_position(other.ended);
+                }
+                None => self.other = Some(self.bar("other", other)),
+            }
         }
-        self.total.set_length(all.submitted.max(all.ended));
-        self.total.set_position(all.ended);
+        if let Some(target) = self.target.take() {
+            self.multi.set_draw_target(target);
+        }
     }
 
     fn clear(self) {
@@ -223,6 +240,15 @@ impl Bars {
         self.total.finish_and_clear();
         let _ = self.multi.clear();
     }
+}
+
+/// Time left at the rate so far: `?` until a task has ended.
+fn eta(all: Counts, elapsed: Duration) -> String {
+    if all.ended == 0 {
+        return "?".into();
+    }
+    let left = all.submitted.saturating_sub(all.ended) as f64;
+    format!("{:.1}s", elapsed.as_secs_f64() * left / all.ended as f64)
 }
 
 fn apply(groups: &mut BTreeMap<String, Counts>, event: &Event) {
@@ -277,13 +303,13 @@ fn watch(
                 shown.store(true, Ordering::Release);
             }
             if let Some(b) = &mut bars {
-                b.update(&groups);
+                b.update(&groups, started.elapsed());
             }
             next_draw = Instant::now() + TICK;
         }
     }
     if let Some(mut b) = bars {
-        b.update(&groups);
+        b.update(&groups, started.elapsed());
         b.clear();
     }
     Seen {
@@ -338,6 +364,46 @@ mod tests {
     }
 
     #[test]
+    fn compute_watches_events_only_while_progress_is_on() {
+        let cluster = Cluster::builder().threads(1).ignore_env().build().unwrap();
+        let inner = cluster.inner().clone();
+        let listening = move || {
+            let inner = inner.clone();
+            cluster
+                .delayed(move || inner.events.is_enabled())
+                .compute()
+                .unwrap()
+        };
+        // Off a terminal (as under `cargo test`) progress is off: no subscriber, no events.
+        assert!(!listening());
+        let inner = Cluster::builder().threads(1).ignore_env().build().unwrap();
+        let cluster = inner.clone();
+        inner.inner().progress.store(true, Ordering::Relaxed);
+        let probe = inner.inner().clone();
+        let during = cluster
+            .delayed(move || probe.events.is_enabled())
+            .compute()
+            .unwrap();
+        assert!(during);
+        // The subscription ends with the compute (its watcher thread lets go of the receiver
+        // at once; the bus notices at its next event).
+        cluster.inner().progress.store(false, Ordering::Relaxed);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let after = cluster.inner().clone();
+            if !cluster
+                .delayed(move || after.events.is_enabled())
+                .compute()
+                .unwrap()
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "still subscribed");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
     fn a_short_compute_draws_nothing() {
         let cluster = Cluster::builder().threads(1).ignore_env().build().unwrap();
         let progress =
@@ -362,7 +428,7 @@ mod tests {
                 )
             })
             .collect();
-        bars.update(&groups);
+        bars.update(&groups, Duration::from_secs(9));
         assert_eq!(bars.groups.len(), MAX_GROUP_BARS);
         // The largest groups get their own bars; the four smallest share one.
         assert_eq!(bars.groups[0].0, "g9");
@@ -371,5 +437,8 @@ mod tests {
         assert_eq!(other.position(), 1 + 2 + 3);
         assert_eq!(bars.total.length(), Some((10..20).sum::<u64>()));
         assert_eq!(bars.total.position(), (0..10).sum::<u64>());
+        // 45 of 145 done in 9 s: 100 left at 5 per second.
+        assert_eq!(bars.total.message(), "9.0s elapsed, eta 20.0s");
+        assert_eq!(eta(Counts::default(), Duration::from_secs(1)), "?");
     }
 }
