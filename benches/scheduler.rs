@@ -1,8 +1,8 @@
 //! Scheduler overhead: independent trivial tasks, a random DAG, cluster start-up, and
 //! `Cluster::map` against a plain rayon `par_iter` on a pool of the same size.
 //!
-//! `independent-tasks` also runs with diagnostics on: `-events` with a subscriber draining
-//! every event on its own thread, `-report` while a performance report records the run.
+//! `independent-tasks` also runs with diagnostics on: `-events` with a subscriber taking the
+//! queued events every 20 ms on its own thread, `-report` while a performance report records the run.
 //!
 //! `cargo bench --bench scheduler`. Figures per task are the measured time divided by the
 //! number of tasks (criterion reports throughput in elements per second).
@@ -41,11 +41,19 @@ fn independent_tasks(c: &mut Criterion) {
     };
     g.throughput(Throughput::Elements(n));
     {
+        // A subscriber taking the queued events every 20 ms, as the diagnostics do.
         let on = self::cluster();
         let events = on.events();
-        let drain = std::thread::spawn(move || events.iter().count());
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = done.clone();
+        let drain = std::thread::spawn(move || {
+            while !flag.load(std::sync::atomic::Ordering::Acquire) {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                events.try_iter().count();
+            }
+        });
         g.bench_function(format!("delayed-{n}-events"), |b| b.iter(|| delayed(&on)));
-        drop(on);
+        done.store(true, std::sync::atomic::Ordering::Release);
         drain.join().expect("drain");
     }
     {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::{Event, TaskEvent, TaskOutcome};
-use crate::graph::Worker;
+use crate::graph::{TaskKey, Worker};
 
 /// Bars kept for the task stream; further tasks are counted in the other figures only.
 pub const MAX_BARS: usize = 20_000;
@@ -85,6 +85,29 @@ pub struct Bar {
     pub end: f64,
     /// False when it failed.
     pub ok: bool,
+}
+
+/// A bar as kept: the key is formatted only when a view asks for it.
+#[derive(Debug, Clone)]
+struct RawBar {
+    key: TaskKey,
+    lane: usize,
+    start: f64,
+    end: f64,
+    ok: bool,
+}
+
+impl RawBar {
+    fn bar(&self) -> Bar {
+        Bar {
+            key: self.key.to_string(),
+            group: group_of(&self.key).to_string(),
+            lane: self.lane,
+            start: self.start,
+            end: self.end,
+            ok: self.ok,
+        }
+    }
 }
 
 /// A task that failed, with its message.
@@ -166,15 +189,26 @@ pub struct Aggregate {
     groups: BTreeMap<String, GroupStats>,
     workers: Vec<WorkerStats>,
     lanes: HashMap<Worker, usize>,
-    bars: Vec<Bar>,
+    bars: Vec<RawBar>,
     bars_dropped: u64,
-    recent: VecDeque<Bar>,
+    recent: VecDeque<RawBar>,
     failures: Vec<Failure>,
     failures_dropped: u64,
     timeline: Timeline,
     span: f64,
     memory: Vec<MemorySample>,
     gpu: Vec<GpuSample>,
+}
+
+/// The group a task is counted in: its [`TaskKey::group`](crate::TaskKey::group) up to any
+/// `[`, so that the chunks of one operation (`map[0..4096]`, `map[4096..8192]`) form one
+/// group, `map`, as Dask's `key_split` does.
+pub fn group_of(key: &TaskKey) -> &str {
+    let g = key.group();
+    match g.find('[') {
+        Some(0) | None => g,
+        Some(i) => &g[..i],
+    }
 }
 
 /// The lane name of a worker.
@@ -218,18 +252,25 @@ impl Aggregate {
     }
 
     fn group(&mut self, name: &str) -> &mut GroupStats {
+        // Looked up first: a name is allocated once per group, not once per event.
+        if !self.groups.contains_key(name) {
+            self.groups.insert(
+                name.to_string(),
+                GroupStats {
+                    name: name.to_string(),
+                    ..GroupStats::default()
+                },
+            );
+        }
         self.groups
-            .entry(name.to_string())
-            .or_insert_with(|| GroupStats {
-                name: name.to_string(),
-                ..GroupStats::default()
-            })
+            .get_mut(name)
+            .unwrap_or_else(|| unreachable!("inserted above"))
     }
 
     /// Takes one event into account.
     pub fn add(&mut self, event: &Event) {
         match event {
-            Event::Submitted { key } => self.group(key.group()).submitted += 1,
+            Event::Submitted { key } => self.group(group_of(key)).submitted += 1,
             Event::Task(t) => self.add_task(t),
         }
     }
@@ -238,7 +279,7 @@ impl Aggregate {
         let (start, end) = (self.secs(t.start), self.secs(t.end));
         let took = (end - start).max(0.0);
         let ok = t.outcome == TaskOutcome::Ok;
-        let g = self.group(t.key.group());
+        let g = self.group(group_of(&t.key));
         if ok {
             g.ok += 1;
         } else {
@@ -264,9 +305,8 @@ impl Aggregate {
         w.busy_s += took;
         self.timeline.add(start, end);
         self.span = self.span.max(end);
-        let bar = Bar {
-            key: t.key.to_string(),
-            group: t.key.group().to_string(),
+        let bar = RawBar {
+            key: t.key.clone(),
             lane,
             start,
             end,
@@ -355,8 +395,13 @@ impl Aggregate {
     }
 
     /// The task stream's bars (the first [`MAX_BARS`] tasks).
-    pub fn bars(&self) -> &[Bar] {
-        &self.bars
+    pub fn bars(&self) -> Vec<Bar> {
+        self.bars.iter().map(RawBar::bar).collect()
+    }
+
+    /// How many bars [`bars`](Self::bars) has.
+    pub fn bar_count(&self) -> usize {
+        self.bars.len()
     }
 
     /// Tasks left out of [`bars`](Self::bars).
@@ -365,8 +410,8 @@ impl Aggregate {
     }
 
     /// The last [`RECENT_BARS`] bars, oldest first (kept however long the run).
-    pub fn recent_bars(&self) -> impl Iterator<Item = &Bar> {
-        self.recent.iter()
+    pub fn recent_bars(&self) -> Vec<Bar> {
+        self.recent.iter().map(RawBar::bar).collect()
     }
 
     /// Failures with their messages (the first [`MAX_FAILURES`]).
@@ -435,7 +480,6 @@ fn thin<T>(v: &mut Vec<T>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::TaskKey;
     use proptest::prelude::*;
 
     fn key(id: u64, label: Option<&str>) -> TaskKey {
@@ -454,6 +498,20 @@ mod tests {
                 TaskOutcome::Failed(format!("boom {id}"))
             },
         })
+    }
+
+    #[test]
+    fn chunks_of_one_operation_form_one_group() {
+        assert_eq!(group_of(&key(1, Some("map[0..10]"))), "map");
+        assert_eq!(group_of(&key(1, Some("[odd]"))), "[odd]");
+        assert_eq!(group_of(&key(1, Some("ünï"))), "ünï");
+        assert_eq!(group_of(&key(1, None)), "task");
+        let mut a = Aggregate::new(Duration::ZERO);
+        a.add(&task(1, "map[0..5]", Worker::Cpu(0), 0, 1, true));
+        a.add(&task(2, "map[5..9]", Worker::Cpu(1), 0, 1, true));
+        assert_eq!(a.group_stats("map").unwrap().ok, 2);
+        assert_eq!(a.bars()[1].group, "map");
+        assert_eq!(a.bars()[1].key, "map[5..9]#2");
     }
 
     #[test]
@@ -528,7 +586,7 @@ mod tests {
         }
         assert_eq!(a.bars().len(), MAX_BARS);
         assert_eq!(a.bars_dropped(), 5);
-        let recent: Vec<&Bar> = a.recent_bars().collect();
+        let recent = a.recent_bars();
         assert_eq!(recent.len(), RECENT_BARS);
         assert_eq!(recent[RECENT_BARS - 1].key, format!("x#{}", n - 1));
         assert_eq!(recent[0].key, format!("x#{}", n - RECENT_BARS as u64));

@@ -2,14 +2,14 @@
 //! into an [`Aggregate`] and samples memory (and GPUs, through NVML) a few times a second.
 //!
 //! It runs beside the scheduler, never on its threads: the scheduler's only cost is sending
-//! each event into a channel.
+//! each event into a channel. The collector takes what has queued every [`DRAIN_EVERY`]
+//! instead of blocking on the channel, so no send ever has to wake it up.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam::channel::RecvTimeoutError;
+use crossbeam::channel::{RecvTimeoutError, Sender, bounded};
 
 use super::aggregate::{Aggregate, GpuSample};
 use crate::Cluster;
@@ -18,11 +18,12 @@ use crate::graph::lock_unpoisoned as lock;
 
 /// How often memory and GPUs are sampled.
 pub(crate) const SAMPLE_EVERY: Duration = Duration::from_millis(100);
+/// How often queued events are taken.
+pub(crate) const DRAIN_EVERY: Duration = Duration::from_millis(20);
 
 /// What the collector shares with its readers.
 pub(crate) struct Shared {
     pub(crate) aggregate: Mutex<Aggregate>,
-    stop: AtomicBool,
     /// The cluster's start, to turn sample times into times since it.
     started: Instant,
 }
@@ -37,6 +38,8 @@ impl Shared {
 /// A running collector; stops (and joins its thread) when dropped or [`finish`](Self::finish)ed.
 pub(crate) struct Collector {
     shared: Arc<Shared>,
+    /// Dropped to stop the thread (which wakes at once).
+    stop: Option<Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -47,10 +50,9 @@ impl Collector {
         let origin = started.elapsed();
         let shared = Arc::new(Shared {
             aggregate: Mutex::new(Aggregate::new(origin)),
-            stop: AtomicBool::new(false),
             started,
         });
-        let rx = cluster.events();
+        let events = cluster.inner().events.subscribe_batched();
         let gpu_uuids: Vec<String> = cluster
             .plan()
             .gpus
@@ -58,6 +60,7 @@ impl Collector {
             .filter_map(|&i| cluster.hardware().gpus.get(i).map(|g| g.uuid.clone()))
             .collect();
         let s = shared.clone();
+        let (stop, stop_rx) = bounded::<()>(1);
         let thread = std::thread::Builder::new()
             .name("onebox-diagnostics".into())
             .spawn(move || {
@@ -78,24 +81,20 @@ impl Collector {
                         }
                         next_sample = now + SAMPLE_EVERY;
                     }
-                    let wait = next_sample.saturating_duration_since(Instant::now());
-                    match rx.recv_timeout(wait) {
-                        Ok(first) => {
-                            let mut agg = lock(&s.aggregate);
-                            agg.add(&first);
-                            for e in rx.try_iter().take(100_000) {
-                                agg.add(&e);
-                            }
-                        }
-                        Err(RecvTimeoutError::Timeout) => {}
-                        Err(RecvTimeoutError::Disconnected) => break,
-                    }
-                    if s.stop.load(Ordering::Acquire) {
-                        // Whatever was emitted before the stop is already queued: take it.
+                    // Stopped when the sender is dropped; whatever was emitted before is
+                    // already queued, and is taken below before the thread ends.
+                    let stopping = !matches!(
+                        stop_rx.recv_timeout(DRAIN_EVERY),
+                        Err(RecvTimeoutError::Timeout)
+                    );
+                    let batch = events.poll();
+                    if !batch.is_empty() {
                         let mut agg = lock(&s.aggregate);
-                        for e in rx.try_iter() {
-                            agg.add(&e);
+                        for e in &batch {
+                            agg.add(e);
                         }
+                    }
+                    if stopping {
                         break;
                     }
                 }
@@ -109,6 +108,7 @@ impl Collector {
             .map_err(|e| Error::Invalid(format!("could not start the diagnostics thread: {e}")))?;
         Ok(Collector {
             shared,
+            stop: Some(stop),
             thread: Some(thread),
         })
     }
@@ -124,7 +124,7 @@ impl Collector {
     }
 
     fn stop(&mut self) {
-        self.shared.stop.store(true, Ordering::Release);
+        drop(self.stop.take());
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }

@@ -235,7 +235,7 @@ async fn status(State(state): State<Arc<AppState>>) -> impl IntoResponse {
             totals: agg.totals().into(),
             groups: agg.groups().cloned().map(GroupView::from).collect(),
             workers: agg.workers().to_vec(),
-            recent: agg.recent_bars().cloned().collect(),
+            recent: agg.recent_bars(),
             utilisation: agg.utilisation(state.info.capacity),
             memory: memory[memory.len().saturating_sub(200)..].to_vec(),
             gpu: agg.gpu()[agg.gpu().len().saturating_sub(gpus)..].to_vec(),

@@ -17,10 +17,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam::channel::{Receiver, Sender, bounded, never, select};
+use crossbeam::channel::{Receiver, RecvTimeoutError, Sender, bounded};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::Event;
+use super::aggregate::group_of;
+use super::{Batched, Event};
 use crate::cluster::ClusterInner;
 
 /// How long a compute runs before bars appear.
@@ -82,7 +83,7 @@ pub(crate) fn for_compute(cluster: &ClusterInner) -> Option<ComputeProgress> {
     if ACTIVE.swap(true, Ordering::AcqRel) {
         return None;
     }
-    let started = ComputeProgress::start(cluster.events.subscribe(), DELAY, || {
+    let started = ComputeProgress::start(cluster.events.subscribe_batched(), DELAY, || {
         ProgressDrawTarget::stderr()
     });
     if started.is_none() {
@@ -94,7 +95,7 @@ pub(crate) fn for_compute(cluster: &ClusterInner) -> Option<ComputeProgress> {
 impl ComputeProgress {
     /// Watches `events`; draws on the target `draw` makes once `delay` has passed.
     pub(crate) fn start(
-        events: Receiver<Event>,
+        events: Batched,
         delay: Duration,
         draw: impl FnOnce() -> ProgressDrawTarget + Send + 'static,
     ) -> Option<ComputeProgress> {
@@ -254,14 +255,22 @@ fn eta(all: Counts, elapsed: Duration) -> String {
 fn apply(groups: &mut BTreeMap<String, Counts>, event: &Event) {
     match event {
         Event::Submitted { key } => {
-            groups.entry(key.group().to_string()).or_default().submitted += 1;
+            groups
+                .entry(group_of(key).to_string())
+                .or_default()
+                .submitted += 1;
         }
-        Event::Task(t) => groups.entry(t.key.group().to_string()).or_default().ended += 1,
+        Event::Task(t) => {
+            groups
+                .entry(group_of(&t.key).to_string())
+                .or_default()
+                .ended += 1
+        }
     }
 }
 
 fn watch(
-    events: Receiver<Event>,
+    events: Batched,
     stop: Receiver<()>,
     delay: Duration,
     draw: impl FnOnce() -> ProgressDrawTarget,
@@ -271,30 +280,8 @@ fn watch(
     let mut groups = BTreeMap::new();
     let mut draw = Some(draw);
     let mut bars: Option<Bars> = None;
-    let mut events = Some(events);
     let mut next_draw = started + delay;
     loop {
-        let rx = events.clone().unwrap_or_else(never);
-        let timeout =
-            crossbeam::channel::after(next_draw.saturating_duration_since(Instant::now()));
-        select! {
-            recv(rx) -> e => match e {
-                Ok(e) => {
-                    apply(&mut groups, &e);
-                    for e in rx.try_iter().take(10_000) {
-                        apply(&mut groups, &e);
-                    }
-                }
-                Err(_) => events = None,
-            },
-            recv(stop) -> _ => {
-                for e in rx.try_iter() {
-                    apply(&mut groups, &e);
-                }
-                break;
-            },
-            recv(timeout) -> _ => {},
-        }
         if Instant::now() >= next_draw {
             if bars.is_none()
                 && let Some(make) = draw.take()
@@ -306,6 +293,17 @@ fn watch(
                 b.update(&groups, started.elapsed());
             }
             next_draw = Instant::now() + TICK;
+        }
+        // Events are taken in batches on a timer: the scheduler never wakes this thread.
+        let wait = next_draw
+            .saturating_duration_since(Instant::now())
+            .min(TICK);
+        let stopping = !matches!(stop.recv_timeout(wait), Err(RecvTimeoutError::Timeout));
+        for e in events.poll() {
+            apply(&mut groups, &e);
+        }
+        if stopping {
+            break;
         }
     }
     if let Some(mut b) = bars {
@@ -337,9 +335,12 @@ mod tests {
     #[test]
     fn counts_every_group_of_a_compute() {
         let cluster = Cluster::builder().threads(2).ignore_env().build().unwrap();
-        let progress =
-            ComputeProgress::start(cluster.events(), Duration::ZERO, ProgressDrawTarget::hidden)
-                .unwrap();
+        let progress = ComputeProgress::start(
+            cluster.inner().events.subscribe_batched(),
+            Duration::ZERO,
+            ProgressDrawTarget::hidden,
+        )
+        .unwrap();
         let parts: Vec<Delayed<u64>> = (0..40u64)
             .map(|i| {
                 let label = if i % 4 == 0 { "ünïcode" } else { "load" };
@@ -406,8 +407,12 @@ mod tests {
     #[test]
     fn a_short_compute_draws_nothing() {
         let cluster = Cluster::builder().threads(1).ignore_env().build().unwrap();
-        let progress =
-            ComputeProgress::start(cluster.events(), DELAY, ProgressDrawTarget::hidden).unwrap();
+        let progress = ComputeProgress::start(
+            cluster.inner().events.subscribe_batched(),
+            DELAY,
+            ProgressDrawTarget::hidden,
+        )
+        .unwrap();
         assert_eq!(cluster.delayed(|| 1).compute().unwrap(), 1);
         let seen = progress.finish();
         assert!(!seen.shown);

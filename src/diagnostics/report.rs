@@ -171,7 +171,7 @@ pub(crate) fn render(agg: &Aggregate, hw: &Hardware, plan: &Plan, capacity: usiz
             esc(&lane_name(agg.workers()[lane].worker))
         );
     }
-    for b in agg.bars() {
+    for b in &agg.bars() {
         let x = LABELS + b.start * scale;
         let w = ((b.end - b.start) * scale).max(0.5);
         let y = row[b.lane] as f64 * LANE + 2.0;
@@ -199,7 +199,7 @@ pub(crate) fn render(agg: &Aggregate, hw: &Hardware, plan: &Plan, capacity: usiz
             h,
             "<p>The task stream shows the first {} tasks; {} more ran and are counted in the \
              figures below.</p>",
-            agg.bars().len(),
+            agg.bar_count(),
             agg.bars_dropped()
         );
     }
