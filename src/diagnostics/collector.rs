@@ -87,12 +87,9 @@ impl Collector {
                         stop_rx.recv_timeout(DRAIN_EVERY),
                         Err(RecvTimeoutError::Timeout)
                     );
-                    let batch = events.poll();
-                    if !batch.is_empty() {
+                    {
                         let mut agg = lock(&s.aggregate);
-                        for e in &batch {
-                            agg.add(e);
-                        }
+                        events.poll_with(|e| agg.add(e));
                     }
                     if stopping {
                         break;

@@ -72,8 +72,16 @@ struct BusInner {
     senders: RwLock<Vec<Sender<Event>>>,
     batched: AtomicUsize,
     shards: Shards,
-    /// Batched subscribers' inboxes, by id; a poll fans the shards out to all of them.
-    inboxes: Mutex<Vec<(u64, Sender<Vec<Event>>)>>,
+    /// Batched subscribers' inboxes, by id, and a spare buffer per shard; a poll swaps each
+    /// shard's buffer for its spare and fans the events out to every inbox. Buffers keep
+    /// their capacity, so a steady run allocates nothing here.
+    pump: Mutex<Pump>,
+}
+
+#[derive(Default)]
+struct Pump {
+    inboxes: Vec<(u64, Arc<Mutex<Vec<Event>>>)>,
+    spares: Vec<Vec<Event>>,
 }
 
 /// Per-thread event buffers, each on its own cache line.
@@ -143,17 +151,19 @@ impl EventBus {
     pub(crate) fn subscribe_batched(&self) -> Batched {
         static IDS: AtomicU64 = AtomicU64::new(0);
         let id = IDS.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = unbounded();
+        let inbox = Arc::new(Mutex::new(Vec::new()));
         {
-            let mut inboxes = lock(&self.inner.inboxes);
-            inboxes.push((id, tx));
-            self.inner.batched.store(inboxes.len(), Ordering::Relaxed);
+            let mut pump = lock(&self.inner.pump);
+            pump.inboxes.push((id, inbox.clone()));
+            self.inner
+                .batched
+                .store(pump.inboxes.len(), Ordering::Relaxed);
             self.inner.listeners.fetch_add(1, Ordering::Relaxed);
         }
         Batched {
             bus: self.inner.clone(),
             id,
-            rx,
+            inbox,
         }
     }
 }
@@ -207,29 +217,27 @@ impl BusInner {
 
     /// Moves every shard's events to every batched subscriber's inbox.
     fn pump(&self) {
-        // Holding the inbox list orders concurrent polls: a poll that returns has seen every
-        // event pushed before it started.
-        let inboxes = lock(&self.inboxes);
-        let mut all = Vec::new();
-        for shard in self.shards.0.iter() {
-            let mut buf = lock(shard);
-            if !buf.is_empty() {
-                let capacity = buf.len();
-                all.append(&mut std::mem::replace(
-                    &mut *buf,
-                    Vec::with_capacity(capacity),
-                ));
+        // Holding the pump orders concurrent polls: a poll that returns has seen every event
+        // pushed before it started.
+        let mut pump = lock(&self.pump);
+        let Pump { inboxes, spares } = &mut *pump;
+        spares.resize_with(SHARDS, Vec::new);
+        for (shard, spare) in self.shards.0.iter().zip(spares.iter_mut()) {
+            {
+                // The shard's lock is held only for the swap, never for the copy.
+                let mut buf = lock(shard);
+                if buf.is_empty() {
+                    continue;
+                }
+                std::mem::swap(&mut *buf, spare);
             }
-        }
-        if all.is_empty() {
-            return;
-        }
-        if let [(_, only)] = inboxes.as_slice() {
-            let _ = only.send(all);
-        } else {
-            for (_, tx) in inboxes.iter() {
-                let _ = tx.send(all.clone());
+            if let Some(((_, last), rest)) = inboxes.split_last() {
+                for (_, inbox) in rest {
+                    lock(inbox).extend(spare.iter().cloned());
+                }
+                lock(last).append(spare);
             }
+            spare.clear();
         }
     }
 }
@@ -238,32 +246,38 @@ impl BusInner {
 pub(crate) struct Batched {
     bus: Arc<BusInner>,
     id: u64,
-    rx: Receiver<Vec<Event>>,
+    inbox: Arc<Mutex<Vec<Event>>>,
 }
 
 impl Batched {
-    /// Every event emitted since the last poll (and before this one started).
-    pub(crate) fn poll(&self) -> Vec<Event> {
+    /// Calls `f` on every event emitted since the last poll (and before this one started).
+    pub(crate) fn poll_with(&self, mut f: impl FnMut(&Event)) {
         self.bus.pump();
-        let mut out = Vec::new();
-        for batch in self.rx.try_iter() {
-            if out.is_empty() {
-                out = batch;
-            } else {
-                out.extend(batch);
-            }
+        let mut inbox = lock(&self.inbox);
+        for e in inbox.iter() {
+            f(e);
         }
+        inbox.clear(); // keeps the capacity for the next poll
+    }
+
+    /// Every event emitted since the last poll (and before this one started).
+    #[cfg(test)]
+    pub(crate) fn poll(&self) -> Vec<Event> {
+        let mut out = Vec::new();
+        self.poll_with(|e| out.push(e.clone()));
         out
     }
 }
 
 impl Drop for Batched {
     fn drop(&mut self) {
-        let mut inboxes = lock(&self.bus.inboxes);
-        inboxes.retain(|(id, _)| *id != self.id);
-        self.bus.batched.store(inboxes.len(), Ordering::Relaxed);
+        let mut pump = lock(&self.bus.pump);
+        pump.inboxes.retain(|(id, _)| *id != self.id);
+        self.bus
+            .batched
+            .store(pump.inboxes.len(), Ordering::Relaxed);
         self.bus.listeners.fetch_sub(1, Ordering::Relaxed);
-        if inboxes.is_empty() {
+        if pump.inboxes.is_empty() {
             // Nobody will collect what is left in the shards.
             for shard in self.bus.shards.0.iter() {
                 lock(shard).clear();

@@ -10,8 +10,9 @@
 //!
 //! None of them runs on the scheduler's threads: each has a thread of its own that collects
 //! the events every few milliseconds from per-thread buffers, so a task pays for pushing its
-//! two events (about 60 to 120 ns on a 2-core AMD EPYC, see `BENCHMARKS.md`) and never waits
-//! for a reader. With all of them off, the cost is one relaxed atomic load per event.
+//! two events and two clock reads (about 70 ns on a 2-core AMD EPYC, see `BENCHMARKS.md`) and
+//! never waits for a reader. With all of them off, the cost is one relaxed atomic load per
+//! event.
 //!
 //! Every task start and end goes to one [`Event`] stream per cluster. With no subscriber the
 //! cost is one relaxed atomic load per task (no clock read, no allocation); subscribe with

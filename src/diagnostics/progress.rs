@@ -299,9 +299,7 @@ fn watch(
             .saturating_duration_since(Instant::now())
             .min(TICK);
         let stopping = !matches!(stop.recv_timeout(wait), Err(RecvTimeoutError::Timeout));
-        for e in events.poll() {
-            apply(&mut groups, &e);
-        }
+        events.poll_with(|e| apply(&mut groups, e));
         if stopping {
             break;
         }
