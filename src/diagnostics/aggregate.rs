@@ -23,7 +23,7 @@ pub const RECENT_BARS: usize = 500;
 /// Bins of the utilisation timeline.
 pub const MAX_BINS: usize = 200;
 /// Width of a timeline bin before the run outgrows it.
-const FIRST_BIN: f64 = 0.01;
+const FIRST_BIN: f64 = 0.001;
 
 /// One task group's figures (tasks sharing a label).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -160,15 +160,20 @@ impl Timeline {
         }
     }
 
+    /// Widens the bins (merging neighbours) until `end` fits in [`MAX_BINS`] of them.
+    fn reach(&mut self, end: f64) {
+        while end > self.width * MAX_BINS as f64 {
+            self.busy = self.busy.chunks(2).map(|c| c.iter().sum()).collect();
+            self.width *= 2.0;
+        }
+    }
+
     fn add(&mut self, start: f64, end: f64) {
         let (start, end) = (start.max(0.0), end.max(0.0));
         if end <= start {
             return;
         }
-        while end > self.width * MAX_BINS as f64 {
-            self.busy = self.busy.chunks(2).map(|c| c.iter().sum()).collect();
-            self.width *= 2.0;
-        }
+        self.reach(end);
         let first = (start / self.width) as usize;
         let last = ((end / self.width) as usize).min(MAX_BINS - 1);
         if self.busy.len() <= last {
@@ -338,7 +343,7 @@ impl Aggregate {
     /// Records the process RSS at `at` (a time since the cluster started).
     pub fn add_memory(&mut self, at: Duration, rss: u64) {
         let t = self.secs(at);
-        self.span = self.span.max(t);
+        self.extend_span(t);
         self.memory.push(MemorySample { t, rss });
         thin(&mut self.memory);
     }
@@ -346,14 +351,20 @@ impl Aggregate {
     /// Records a GPU sample (its `t` counts from the cluster's start; it is rebased here).
     pub fn add_gpu(&mut self, at: Duration, mut sample: GpuSample) {
         sample.t = self.secs(at);
-        self.span = self.span.max(sample.t);
+        self.extend_span(sample.t);
         self.gpu.push(sample);
         thin(&mut self.gpu);
     }
 
     /// Extends the run's span to `at` (the end of the observed window).
     pub fn close_at(&mut self, at: Duration) {
-        self.span = self.span.max(self.secs(at));
+        let t = self.secs(at);
+        self.extend_span(t);
+    }
+
+    fn extend_span(&mut self, t: f64) {
+        self.span = self.span.max(t);
+        self.timeline.reach(self.span);
     }
 
     /// The task groups, by name.
@@ -437,6 +448,11 @@ impl Aggregate {
     /// Seconds from the origin to the last thing seen.
     pub fn span(&self) -> f64 {
         self.span
+    }
+
+    /// The width of the utilisation bins, in seconds.
+    pub fn utilisation_bin(&self) -> f64 {
+        self.timeline.width
     }
 
     /// Utilisation over time for `capacity` workers: `(bin start in seconds, busy fraction)`,
@@ -525,7 +541,14 @@ mod tests {
         let mut idle = Aggregate::new(Duration::ZERO);
         idle.close_at(Duration::from_millis(35));
         let util = idle.utilisation(4);
-        assert_eq!(util.len(), 4);
+        assert_eq!(util.len(), 35); // 1 ms bins
+        assert!(util.iter().all(|&(_, f)| f == 0.0));
+        // A long idle run widens the bins rather than covering only its start.
+        idle.close_at(Duration::from_secs(10));
+        let util = idle.utilisation(4);
+        assert!(util.len() <= MAX_BINS);
+        let covered = util.len() as f64 * idle.utilisation_bin();
+        assert!(covered >= 10.0, "{covered}");
         assert!(util.iter().all(|&(_, f)| f == 0.0));
     }
 

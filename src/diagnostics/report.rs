@@ -230,7 +230,12 @@ pub(crate) fn render(agg: &Aggregate, hw: &Hardware, plan: &Plan, capacity: usiz
     // Workers and utilisation.
     h.push_str("<h2>Worker utilisation</h2>");
     let util = agg.utilisation(capacity);
-    let points: Vec<(f64, f64)> = util.iter().map(|&(t, f)| (t, f * 100.0)).collect();
+    // A step per bin: flat over the bin, the last one cut at the end of the run.
+    let bin = agg.utilisation_bin();
+    let points: Vec<(f64, f64)> = util
+        .iter()
+        .flat_map(|&(t, f)| [(t, f * 100.0), ((t + bin).min(span), f * 100.0)])
+        .collect();
     line_chart(
         &mut h,
         "utilisation",
