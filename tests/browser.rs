@@ -276,8 +276,8 @@ async fn the_dashboard_follows_a_run_and_agrees_with_the_library() {
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
     browser.client().goto(&url).await.unwrap();
 
-    // 30 tasks of 60 ms on 2 threads: about a second, while the page polls.
-    let n = 30u64;
+    // 40 tasks of 60 ms on 2 threads: 1.2 s at least, while the page polls twice a second.
+    let n = 40u64;
     let handles: Vec<TaskHandle<u64>> = (0..n)
         .map(|i| {
             cluster
@@ -309,6 +309,10 @@ async fn the_dashboard_follows_a_run_and_agrees_with_the_library() {
     }
     eprintln!("done counts the page showed: {seen:?}");
     assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
+    assert!(
+        seen.iter().any(|&d| d > 0 && d < n as i64),
+        "the page never showed the run in progress: {seen:?}"
+    );
     let values = gather(handles).unwrap();
     assert_eq!(values, (0..n).collect::<Vec<_>>());
 
@@ -341,6 +345,7 @@ async fn the_dashboard_follows_a_run_and_agrees_with_the_library() {
     assert!(status["workers"].as_array().unwrap().len() <= cluster.threads());
     let busy: f64 = slow["total_s"].as_f64().unwrap();
     assert!(busy >= n as f64 * 0.06, "{busy}");
+    assert_eq!(status["totals"]["ended"], json!(n));
     // The page draws what the endpoint says.
     tokio::time::sleep(Duration::from_millis(700)).await;
     let bars = browser

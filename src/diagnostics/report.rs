@@ -26,7 +26,8 @@ use crate::hardware::{Hardware, format_bytes};
 use crate::{Cluster, Plan};
 
 /// Records a cluster's activity from its start until [`finish`](Self::finish), then writes
-/// the HTML report. See the [module docs](self) and [`Cluster::performance_report`].
+/// the HTML report. Dropped without `finish`, it stops recording and writes nothing. See the
+/// [module docs](self) and [`Cluster::performance_report`].
 #[must_use = "the report is written by `finish`"]
 pub struct PerformanceReport {
     path: PathBuf,
