@@ -461,6 +461,39 @@ mod tests {
     }
 
     #[test]
+    fn an_unwritable_path_is_an_io_error_after_the_work_ran() {
+        let cluster = Cluster::builder().threads(1).ignore_env().build().unwrap();
+        let path = std::env::temp_dir().join("onebox-no-such-dir/ü/report.html");
+        let mut ran = false;
+        let out = cluster.performance_report(&path, || {
+            ran = true;
+            cluster.delayed(|| 7).compute()
+        });
+        assert!(ran);
+        assert!(matches!(out, Err(Error::Io { .. })), "{out:?}");
+    }
+
+    #[test]
+    fn the_closure_form_returns_what_the_closure_returned() {
+        let cluster = Cluster::builder().threads(2).ignore_env().build().unwrap();
+        let path = std::env::temp_dir().join(format!("onebox-report-{}.html", std::process::id()));
+        let value = cluster
+            .performance_report(&path, || {
+                let parts: Vec<_> = (1..=10u64)
+                    .map(|i| cluster.delayed(move || i).label("part"))
+                    .collect();
+                crate::Delayed::join_with(&cluster, parts, |v| v.iter().sum::<u64>()).compute()
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!(value, 55);
+        let html = std::fs::read_to_string(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(html.matches("<rect class=\"task\"").count(), 11);
+        assert!(html.contains("data-group=\"part\""));
+    }
+
+    #[test]
     fn renders_one_bar_per_task_and_escapes_labels() {
         let cluster = Cluster::builder().threads(1).ignore_env().build().unwrap();
         let mut agg = Aggregate::new(Duration::ZERO);
