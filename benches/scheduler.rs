@@ -1,6 +1,9 @@
 //! Scheduler overhead: independent trivial tasks, a random DAG, cluster start-up, and
 //! `Cluster::map` against a plain rayon `par_iter` on a pool of the same size.
 //!
+//! `independent-tasks` also runs with diagnostics on: `-events` with a subscriber taking the
+//! queued events every 20 ms on its own thread, `-report` while a performance report records the run.
+//!
 //! `cargo bench --bench scheduler`. Figures per task are the measured time divided by the
 //! number of tasks (criterion reports throughput in elements per second).
 
@@ -30,6 +33,39 @@ fn independent_tasks(c: &mut Criterion) {
                     .expect("compute")
             })
         });
+    }
+    // Diagnostics on, each on a cluster of its own (a subscription lasts as long as it).
+    let n = 100_000u64;
+    let delayed = |cluster: &Cluster| {
+        let parts: Vec<Delayed<u64>> = (0..n).map(|i| cluster.delayed(move || i + 1)).collect();
+        Delayed::join_all(cluster, parts)
+            .compute()
+            .expect("compute")
+    };
+    g.throughput(Throughput::Elements(n));
+    {
+        // A subscriber taking the queued events every 20 ms, as the diagnostics do.
+        let on = self::cluster();
+        let events = on.events();
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = done.clone();
+        let drain = std::thread::spawn(move || {
+            while !flag.load(std::sync::atomic::Ordering::Acquire) {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                events.try_iter().count();
+            }
+        });
+        g.bench_function(format!("delayed-{n}-events"), |b| b.iter(|| delayed(&on)));
+        done.store(true, std::sync::atomic::Ordering::Release);
+        drain.join().expect("drain");
+    }
+    {
+        let on = self::cluster();
+        let path = std::env::temp_dir().join(format!("onebox-bench-{}.html", std::process::id()));
+        let report = onebox::PerformanceReport::start(&on, &path).expect("report");
+        g.bench_function(format!("delayed-{n}-report"), |b| b.iter(|| delayed(&on)));
+        report.finish().expect("report written");
+        let _ = std::fs::remove_file(&path);
     }
     g.throughput(Throughput::Elements(100_000));
     g.bench_function("submit-gather-100000", |b| {

@@ -273,6 +273,9 @@ pub struct ClusterBuilder {
     settings: Settings,
     hardware: Option<Hardware>,
     ignore_env: bool,
+    // Diagnostics (see `crate::diagnostics`).
+    progress: Option<bool>,
+    dashboard: Option<String>,
 }
 
 impl ClusterBuilder {
@@ -312,6 +315,19 @@ impl ClusterBuilder {
         self
     }
 
+    /// Progress bars for long computes on a terminal (on by default unless
+    /// `ONEBOX_PROGRESS=0`; see [`diagnostics::progress`](crate::diagnostics::progress)).
+    pub fn progress(mut self, on: bool) -> Self {
+        self.progress = Some(on);
+        self
+    }
+    /// Serves the live dashboard on `addr` (`"127.0.0.1:8787"`; a bare port binds to
+    /// loopback) for the cluster's lifetime. See [`diagnostics::dashboard`](crate::diagnostics::dashboard).
+    pub fn dashboard(mut self, addr: impl Into<String>) -> Self {
+        self.dashboard = Some(addr.into());
+        self
+    }
+
     /// Starts the cluster.
     pub fn build(self) -> Result<Cluster> {
         let started = Instant::now();
@@ -323,8 +339,29 @@ impl ClusterBuilder {
         let settings = self.settings.or(env);
         let hardware = self.hardware.unwrap_or_else(Hardware::detect);
         let plan = Plan::new(&hardware, &settings)?;
-        Cluster::start(hardware, plan, started)
+        let cluster = Cluster::start(hardware, plan, started)?;
+        let progress = match self.progress {
+            Some(false) => false,
+            Some(true) => crate::diagnostics::progress::default_enabled(None, stderr_is_terminal()),
+            None if self.ignore_env => {
+                crate::diagnostics::progress::default_enabled(None, stderr_is_terminal())
+            }
+            None => crate::diagnostics::progress::enabled_from_env(),
+        };
+        cluster
+            .inner
+            .progress
+            .store(progress, std::sync::atomic::Ordering::Relaxed);
+        if let Some(addr) = &self.dashboard {
+            let dashboard = crate::diagnostics::Dashboard::start(&cluster, addr)?;
+            let _ = cluster.inner.dashboard.set(dashboard);
+        }
+        Ok(cluster)
     }
+}
+
+fn stderr_is_terminal() -> bool {
+    std::io::IsTerminal::is_terminal(&std::io::stderr())
 }
 
 /// The shared state behind every [`Cluster`] handle and every task.
@@ -336,6 +373,9 @@ pub(crate) struct ClusterInner {
     gpus: Vec<GpuWorker>,
     pub(crate) events: EventBus,
     pub(crate) started: Instant,
+    // Diagnostics: progress bars on computes, and the dashboard started by the builder.
+    pub(crate) progress: std::sync::atomic::AtomicBool,
+    pub(crate) dashboard: OnceLock<crate::diagnostics::Dashboard>,
 }
 
 impl ClusterInner {
@@ -473,6 +513,8 @@ impl Cluster {
             gpus,
             events: EventBus::default(),
             started,
+            progress: std::sync::atomic::AtomicBool::new(false),
+            dashboard: OnceLock::new(),
         };
         Ok(Cluster {
             inner: Arc::new(inner),

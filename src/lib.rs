@@ -33,6 +33,8 @@
 //! [`diagnostics`] (the event stream), [`error`].
 //! [`gpu`] (GPU workers), [`diagnostics`] (the event stream), [`error`], [`train`]
 //! (data-parallel training).
+//! [`gpu`] (GPU workers), [`diagnostics`] (the event stream, progress bars, the performance
+//! report and the live dashboard), [`error`].
 
 #![warn(missing_docs)]
 
@@ -49,6 +51,7 @@ pub mod train;
 
 pub use bag::{Bag, TextOptions};
 pub use cluster::{Cluster, ClusterBuilder, Plan, Settings};
+pub use diagnostics::{Dashboard, PerformanceReport};
 pub use error::{BoxError, Error, Result, TaskError, TaskFailure};
 pub use graph::{
     AsCompleted, Delayed, TaskContext, TaskHandle, TaskKey, Worker, as_completed, gather, wait,

@@ -167,6 +167,9 @@ impl<T: Clone + Send + 'static> Delayed<T> {
     /// Runs the task and whatever it needs that has not run yet, on the cluster; returns the
     /// output. A task that already ran is not run again.
     pub fn compute(self) -> Result<T> {
+        // Progress bars, when on (a terminal, not turned off): see `diagnostics::progress`.
+        let _progress =
+            crate::diagnostics::progress::for_compute(self.node_task().core().cluster());
         node::wait_for(self.node.clone()).map_err(|e| Error::Task((*e).clone()))?;
         self.node
             .output(true)
