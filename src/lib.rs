@@ -36,6 +36,7 @@
 
 #![warn(missing_docs)]
 
+pub mod array;
 pub mod bag;
 pub mod cluster;
 pub mod diagnostics;
@@ -47,6 +48,7 @@ pub mod map;
 pub mod run;
 pub mod train;
 
+pub use array::Array;
 pub use bag::{Bag, TextOptions};
 pub use cluster::{Cluster, ClusterBuilder, Plan, Settings};
 pub use error::{BoxError, Error, Result, TaskError, TaskFailure};

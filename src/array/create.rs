@@ -1,0 +1,342 @@
+//! Making arrays: from an `ndarray`, constants, ranges, random numbers, a function of the
+//! index, `.npy` files; and writing them back.
+
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+use ndarray::{ArrayD, Dimension};
+use ndarray_npy::npy::header::{Header, Layout};
+
+use super::chunks::{IntoChunks, fmt_shape};
+use super::element::{Element, Float, Numeric};
+use super::kernels::{
+    Fill, FlatFn, FlatGen, IndexFn, IndexGen, Kernel, Read, Source, standard_strides,
+};
+use super::random;
+use super::{Array, Block, Chunks, block_view};
+use crate::cluster::Cluster;
+use crate::error::{Error, Result};
+
+impl<T: Element> Array<T> {
+    /// An array whose block at `offset` of `shape` is computed by `make(offset, shape)`.
+    pub(crate) fn generated(
+        cluster: &Cluster,
+        shape: &[usize],
+        chunks: impl IntoChunks,
+        name: &str,
+        make: impl Fn(Vec<usize>, Vec<usize>) -> Arc<dyn Kernel<T>>,
+    ) -> Result<Self> {
+        let chunks = chunks.into_chunks(shape)?;
+        let blocks = (0..chunks.num_blocks())
+            .map(|i| Block {
+                deps: vec![],
+                kernel: make(chunks.block_offset(i), chunks.block_shape(i)),
+            })
+            .collect();
+        Ok(Array::from_blocks(cluster, chunks, blocks, name))
+    }
+
+    /// An array from a flat-index generator.
+    pub(crate) fn flat_generated(
+        cluster: &Cluster,
+        shape: &[usize],
+        chunks: impl IntoChunks,
+        name: &str,
+        f: FlatFn<T>,
+    ) -> Result<Self> {
+        let global_strides = standard_strides(shape);
+        Self::generated(cluster, shape, chunks, name, |offset, bshape| {
+            Arc::new(FlatGen {
+                offset,
+                shape: bshape,
+                global_strides: global_strides.clone(),
+                f: f.clone(),
+            })
+        })
+    }
+
+    /// An array from an `ndarray` of any dimension, cut into `chunks`. The array is moved into
+    /// the graph (no copy); each block task copies its region out of it.
+    ///
+    /// ```
+    /// use onebox::prelude::*;
+    /// use onebox::array::Array;
+    /// let cluster = Cluster::builder().threads(2).build()?;
+    /// let a = ndarray::Array::from_shape_fn((4, 5), |(i, j)| (i * 5 + j) as i64);
+    /// let x = Array::from_ndarray(&cluster, a.clone(), [3, 2])?;
+    /// assert_eq!(x.chunks().axes(), &[vec![3, 1], vec![2, 2, 1]]);
+    /// assert_eq!(x.compute()?, a.into_dyn());
+    /// # Ok::<(), onebox::Error>(())
+    /// ```
+    pub fn from_ndarray<D: Dimension>(
+        cluster: &Cluster,
+        array: ndarray::Array<T, D>,
+        chunks: impl IntoChunks,
+    ) -> Result<Self> {
+        let array = array.into_dyn();
+        let array = if array.is_standard_layout() {
+            array
+        } else {
+            array.as_standard_layout().into_owned()
+        };
+        let shape = array.shape().to_vec();
+        let strides = standard_strides(&shape);
+        let src = Arc::new(array);
+        Self::generated(cluster, &shape, chunks, "from_ndarray", |offset, bshape| {
+            let base = offset.iter().zip(&strides).map(|(o, s)| o * s).sum();
+            Arc::new(Read::new(
+                Source::Owned(src.clone()),
+                base,
+                strides.clone(),
+                bshape,
+            ))
+        })
+    }
+
+    /// An array of `shape` filled with `value`.
+    pub fn full(
+        cluster: &Cluster,
+        shape: impl AsRef<[usize]>,
+        chunks: impl IntoChunks,
+        value: T,
+    ) -> Result<Self> {
+        Self::generated(cluster, shape.as_ref(), chunks, "full", |_, _| {
+            Arc::new(Fill(value))
+        })
+    }
+
+    /// An array whose element at index `[i, j, ...]` is `f(&[i, j, ...])` (`np.fromfunction`).
+    /// `f` runs inside the block tasks, once per element.
+    pub fn from_fn<F>(
+        cluster: &Cluster,
+        shape: impl AsRef<[usize]>,
+        chunks: impl IntoChunks,
+        f: F,
+    ) -> Result<Self>
+    where
+        F: Fn(&[usize]) -> T + Send + Sync + 'static,
+    {
+        let f: IndexFn<T> = Arc::new(f);
+        Self::generated(
+            cluster,
+            shape.as_ref(),
+            chunks,
+            "from_fn",
+            |offset, shape| {
+                Arc::new(IndexGen {
+                    offset,
+                    shape,
+                    f: f.clone(),
+                })
+            },
+        )
+    }
+
+    /// Reads a `.npy` file (any NumPy version-1/2/3 header, C or Fortran order, of this element
+    /// type) and cuts it into `chunks`.
+    pub fn from_npy(
+        cluster: &Cluster,
+        path: impl AsRef<Path>,
+        chunks: impl IntoChunks,
+    ) -> Result<Self> {
+        let path = path.as_ref();
+        let a: ArrayD<T> = ndarray_npy::read_npy(path).map_err(|e| match e {
+            ndarray_npy::ReadNpyError::Io(io) => Error::io(path, io),
+            other => Error::Invalid(format!(
+                "{}: cannot read as a .npy array of {}: {other}",
+                path.display(),
+                T::DTYPE
+            )),
+        })?;
+        Self::from_ndarray(cluster, a, chunks)
+    }
+
+    /// Writes the array to a `.npy` file, block row by block row: only one band of blocks
+    /// along the first axis is in memory at a time.
+    pub fn to_npy(&self, path: impl AsRef<Path>) -> Result<()> {
+        self.check()?;
+        let path = path.as_ref();
+        let io = |e: std::io::Error| Error::io(path, e);
+        let header = Header {
+            type_descriptor: T::type_descriptor(),
+            layout: Layout::Standard,
+            shape: self.shape.clone(),
+        };
+        let mut bytes = Vec::new();
+        header
+            .write(&mut bytes)
+            .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
+        // Bands along axis 0, each spanning every other axis whole, are contiguous in the file.
+        let band = if self.ndim() == 0 {
+            self.clone()
+        } else {
+            let mut axes: Vec<Vec<usize>> = self.chunks.axes().to_vec();
+            for (k, a) in axes.iter_mut().enumerate().skip(1) {
+                *a = vec![self.shape[k]];
+            }
+            if self.shape.iter().skip(1).product::<usize>() == 0 {
+                axes[0] = vec![self.shape[0]];
+            }
+            self.rechunk(Chunks::from_axes(axes))?
+        };
+        let file = std::fs::File::create(path).map_err(io)?;
+        let mut w = BufWriter::new(file);
+        w.write_all(&bytes).map_err(io)?;
+        for i in 0..band.num_blocks() {
+            let chunk = band.block_task(i).compute()?;
+            let shape = band.chunks.block_shape(i);
+            let view = block_view::<T>(&chunk, &shape)
+                .map_err(|_| Error::Invalid("internal error: block size".into()))?;
+            let slice = view
+                .as_slice()
+                .ok_or_else(|| Error::Invalid("internal error: block layout".into()))?;
+            T::write_slice(slice, &mut w).map_err(|e| match e {
+                ndarray_npy::WriteDataError::Io(e) => io(e),
+                other => Error::Invalid(format!("{}: {other}", path.display())),
+            })?;
+        }
+        w.flush().map_err(io)
+    }
+}
+
+impl<T: Numeric> Array<T> {
+    /// An array of zeros.
+    pub fn zeros(
+        cluster: &Cluster,
+        shape: impl AsRef<[usize]>,
+        chunks: impl IntoChunks,
+    ) -> Result<Self> {
+        Self::full(cluster, shape, chunks, T::zero())
+    }
+
+    /// An array of ones.
+    pub fn ones(
+        cluster: &Cluster,
+        shape: impl AsRef<[usize]>,
+        chunks: impl IntoChunks,
+    ) -> Result<Self> {
+        Self::full(cluster, shape, chunks, T::one())
+    }
+
+    /// `start, start + step, ...` up to but excluding `stop` (`np.arange`), in chunks of
+    /// `chunk` elements.
+    pub fn arange(cluster: &Cluster, start: T, stop: T, step: T, chunk: usize) -> Result<Self> {
+        let (s0, s1, st) = (
+            start.to_f64().unwrap_or(f64::NAN),
+            stop.to_f64().unwrap_or(f64::NAN),
+            step.to_f64().unwrap_or(f64::NAN),
+        );
+        if !(st != 0.0 && st.is_finite() && s0.is_finite() && s1.is_finite()) {
+            return Err(Error::Invalid(format!(
+                "arange({start:?}, {stop:?}, {step:?}): the step must be non-zero and the bounds finite"
+            )));
+        }
+        let n = ((s1 - s0) / st).ceil().max(0.0) as usize;
+        Self::flat_generated(
+            cluster,
+            &[n],
+            [chunk],
+            "arange",
+            Arc::new(move |first, out: &mut [T]| {
+                for (j, o) in out.iter_mut().enumerate() {
+                    let i: T = num_traits::NumCast::from(first + j as u64).unwrap_or_else(T::zero);
+                    *o = T::num_add(start, T::num_mul(i, step));
+                }
+            }),
+        )
+    }
+
+    /// The `n x n` identity matrix.
+    pub fn eye(cluster: &Cluster, n: usize, chunks: impl IntoChunks) -> Result<Self> {
+        Self::from_fn(cluster, [n, n], chunks, |i| {
+            if i[0] == i[1] { T::one() } else { T::zero() }
+        })
+        .map(|a| a.relabel(a.chunks.clone(), "eye"))
+    }
+}
+
+impl<T: Float> Array<T> {
+    /// `num` evenly spaced numbers from `start` to `stop` included (`np.linspace`), in chunks
+    /// of `chunk` elements.
+    pub fn linspace(
+        cluster: &Cluster,
+        start: T,
+        stop: T,
+        num: usize,
+        chunk: usize,
+    ) -> Result<Self> {
+        let step = if num > 1 {
+            (stop - start) / T::from(num - 1).unwrap_or_else(T::one)
+        } else {
+            T::zero()
+        };
+        Self::flat_generated(
+            cluster,
+            &[num],
+            [chunk],
+            "linspace",
+            Arc::new(move |first, out: &mut [T]| {
+                for (j, o) in out.iter_mut().enumerate() {
+                    let i = first as usize + j;
+                    *o = if i + 1 == num && num > 1 {
+                        stop
+                    } else {
+                        start + T::from(i).unwrap_or_else(T::zero) * step
+                    };
+                }
+            }),
+        )
+    }
+}
+
+impl Array<f64> {
+    /// Uniform random numbers in `[0, 1)`. Element `i` (its row-major index in the whole
+    /// array) depends only on `seed` and `i`: the same numbers whatever the chunking and the
+    /// number of threads.
+    pub fn random_uniform(
+        cluster: &Cluster,
+        shape: impl AsRef<[usize]>,
+        chunks: impl IntoChunks,
+        seed: u64,
+    ) -> Result<Self> {
+        let key = random::key(seed, 1);
+        Self::flat_generated(
+            cluster,
+            shape.as_ref(),
+            chunks,
+            "random_uniform",
+            Arc::new(move |first, out: &mut [f64]| random::fill_uniform(key, first, out)),
+        )
+    }
+
+    /// Standard normal random numbers (mean 0, standard deviation 1; scale and shift them with
+    /// `* s + m`, which fuses). Like [`random_uniform`](Array::random_uniform), independent of
+    /// chunking and threads.
+    pub fn random_normal(
+        cluster: &Cluster,
+        shape: impl AsRef<[usize]>,
+        chunks: impl IntoChunks,
+        seed: u64,
+    ) -> Result<Self> {
+        let key = random::key(seed, 2);
+        Self::flat_generated(
+            cluster,
+            shape.as_ref(),
+            chunks,
+            "random_normal",
+            Arc::new(move |first, out: &mut [f64]| random::fill_normal(key, first, out)),
+        )
+    }
+}
+
+/// Checks that a shape and a total agree (used by `reshape`).
+pub(crate) fn size_mismatch(from: &[usize], to: &[usize]) -> Error {
+    Error::Invalid(format!(
+        "cannot reshape an array of shape {} ({} elements) into shape {} ({} elements)",
+        fmt_shape(from),
+        from.iter().product::<usize>(),
+        fmt_shape(to),
+        to.iter().product::<usize>()
+    ))
+}
