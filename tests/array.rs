@@ -6,8 +6,10 @@ use onebox::diagnostics::Event;
 use onebox::prelude::*;
 use proptest::prelude::*;
 
+mod common;
+
 fn cluster() -> Cluster {
-    Cluster::builder().threads(2).build().unwrap()
+    common::cluster(2)
 }
 
 /// Deterministic, varied test values (some negative, some repeated).
@@ -146,7 +148,7 @@ fn creation_matches_ndarray() {
 
 #[test]
 fn random_numbers_do_not_depend_on_chunks_or_threads() {
-    let c1 = Cluster::builder().threads(1).build().unwrap();
+    let c1 = common::cluster(1);
     let c2 = cluster();
     let a = Array::random_normal(&c1, [37, 23], [37, 23], 9)
         .unwrap()
@@ -599,6 +601,26 @@ proptest! {
         });
         prop_assert!(close(&x.var_axis(&axes).unwrap().compute().unwrap(), &var, 1e-9));
         prop_assert!(close(&x.std_axis(&axes).unwrap().compute().unwrap(), &var.mapv(f64::sqrt), 1e-9));
+        let (m2, s2) = x.mean_std_axis(&axes, 0).unwrap();
+        prop_assert!(close(&m2.compute().unwrap(), &mean, 1e-9));
+        prop_assert!(close(&s2.compute().unwrap(), &var.mapv(f64::sqrt), 1e-9));
+        // NaN-skipping versions on an array with NaNs where values are below -8
+        let nan_a = a.mapv(|v| if v < -8.0 { f64::NAN } else { v });
+        let xn = Array::from_ndarray(&c, nan_a.clone(), x.chunks().clone()).unwrap();
+        let nmean = nd_reduce(&nan_a, &axes, |v| {
+            let f: Vec<f64> = v.iter().cloned().filter(|x| !x.is_nan()).collect();
+            if f.is_empty() { f64::NAN } else { f.iter().sum::<f64>() / f.len() as f64 }
+        });
+        prop_assert!(close(&xn.nanmean_axis(&axes).unwrap().compute().unwrap(), &nmean, 1e-9));
+        let nvar = nd_reduce(&nan_a, &axes, |v| {
+            let f: Vec<f64> = v.iter().cloned().filter(|x| !x.is_nan()).collect();
+            if f.is_empty() { return f64::NAN; }
+            let m = f.iter().sum::<f64>() / f.len() as f64;
+            f.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / f.len() as f64
+        });
+        prop_assert!(close(&xn.nanvar_axis(&axes).unwrap().compute().unwrap(), &nvar, 1e-9));
+        let nsum = nd_reduce(&nan_a, &axes, |v| v.iter().cloned().filter(|x| !x.is_nan()).sum());
+        prop_assert!(close(&xn.nansum_axis(&axes).unwrap().compute().unwrap(), &nsum, 1e-9));
         let prod = nd_reduce(&a, &axes, |v| v.iter().map(|x| x / 10.0).product());
         prop_assert!(close(&(&x / 10.0).prod_axis(&axes).unwrap().compute().unwrap(), &prod, 1e-9));
         if n > 0 {

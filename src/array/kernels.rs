@@ -88,6 +88,54 @@ pub(crate) fn eval_block<T: Element>(
     Ok(Arc::new(a))
 }
 
+thread_local! {
+    /// A block-sized buffer per pool thread, reused by the blocks that reductions evaluate
+    /// and drop at once (no fresh pages to fault in and zero for every block).
+    static SCRATCH: std::cell::RefCell<Option<Box<dyn Any>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Evaluates a block of `shape` into this thread's scratch buffer and calls `f` with a view
+/// of it (or of the input itself, for a kernel that passes its input through).
+pub(crate) fn with_block<T: Element, R>(
+    kernel: &dyn Kernel<T>,
+    inputs: &[Chunk],
+    shape: &[usize],
+    f: impl FnOnce(ndarray::ArrayViewD<'_, T>) -> R,
+) -> Result<R, TaskFailure> {
+    fn view<'a, T>(shape: &[usize], s: &'a [T]) -> Result<ndarray::ArrayViewD<'a, T>, TaskFailure> {
+        ndarray::ArrayViewD::from_shape(IxDyn(shape), s).map_err(|e| internal(e.to_string()))
+    }
+    if kernel.passthrough()
+        && let Some(c) = inputs.first()
+    {
+        let a = chunk_array::<T>(c)?;
+        let s = a
+            .as_slice()
+            .ok_or_else(|| internal("a block is not in standard layout"))?;
+        return Ok(f(view(shape, s)?));
+    }
+    let n: usize = shape.iter().product();
+    let mut buf: Vec<T> = SCRATCH
+        .with(|s| s.borrow_mut().take())
+        .and_then(|b| b.downcast::<Vec<T>>().ok())
+        .map(|b| *b)
+        .unwrap_or_default();
+    if buf.len() > n {
+        buf.truncate(n);
+    } else {
+        buf.resize(n, T::default());
+    }
+    let mut start = 0;
+    while start < n {
+        let end = (start + TILE).min(n);
+        kernel.eval(inputs, start, &mut buf[start..end])?;
+        start = end;
+    }
+    let r = f(view(shape, &buf)?);
+    SCRATCH.with(|s| *s.borrow_mut() = Some(Box::new(buf)));
+    Ok(r)
+}
+
 /// Calls `f(index_of_lane_start, offset_in_tile, count)` for each run of a row-major walk
 /// over `shape` from flat position `start` for `len` elements, a run never crossing the
 /// last axis.

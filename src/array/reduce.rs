@@ -14,13 +14,17 @@ use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn, Zip};
 
 use super::chunks::fmt_shape;
 use super::element::{Element, Float, Numeric};
-use super::kernels::{Chunk, eval_block, internal};
+use super::kernels::{Chunk, internal, with_block};
 use super::{Array, Block, Chunks, block_view, check_axes};
 use crate::cluster::Cluster;
 use crate::error::{Error, Result, TaskFailure};
 use crate::graph::Delayed;
 
 type BlockFn<T, S> = Arc<dyn Fn(ArrayViewD<'_, T>, &[usize], &BlockPos) -> ArrayD<S> + Send + Sync>;
+
+/// A reduction's validated axes, output chunks (reduced axes kept with length 1) and the root
+/// task of each output block.
+pub(crate) type Roots<S> = (Vec<usize>, Chunks, Vec<Delayed<ArrayD<S>>>);
 
 /// Where a block sits, for index-returning reductions.
 pub(crate) struct BlockPos {
@@ -123,13 +127,89 @@ fn merge_moments<T: Float>(a: Moments<T>, b: Moments<T>) -> Moments<T> {
     }
 }
 
-/// Block moments over `axes`, NaNs skipped when `skip_nan`.
+/// Block moments over `axes`, NaNs skipped when `skip_nan`: two passes over the block (the
+/// sums, then the squared deviations from the block's means).
 fn moments_block<T: Float>(
     v: ArrayViewD<'_, T>,
     axes: &[usize],
     skip_nan: bool,
 ) -> ArrayD<Moments<T>> {
     let keep = |x: T| !(skip_nan && x.is_nan_value());
+    let keep_shape: Vec<usize> = (0..v.ndim())
+        .map(|k| if axes.contains(&k) { 1 } else { v.shape()[k] })
+        .collect();
+    let moments = |n: &ArrayD<T>, mean: &ArrayD<T>, m2: &ArrayD<T>| {
+        Zip::from(n)
+            .and(mean)
+            .and(m2)
+            .map_collect(|&n, &mean, &m2| Moments { n, mean, m2 })
+    };
+    if axes.len() == v.ndim()
+        && let Some(s) = v.as_slice()
+    {
+        // every axis: straight over the contiguous block
+        let (n, sum) = if skip_nan {
+            s.iter().fold((T::zero(), T::zero()), |(n, t), &x| {
+                if keep(x) {
+                    (n + T::one(), t + x)
+                } else {
+                    (n, t)
+                }
+            })
+        } else {
+            (T::from(s.len()).unwrap_or_else(T::nan), sum_slice(s))
+        };
+        let mean = if n > T::zero() { sum / n } else { T::zero() };
+        let m2 = s.iter().fold(T::zero(), |a, &x| {
+            if keep(x) {
+                a + (x - mean) * (x - mean)
+            } else {
+                a
+            }
+        });
+        let one = |x: T| ArrayD::from_elem(IxDyn(&keep_shape), x);
+        return moments(&one(n), &one(mean), &one(m2));
+    }
+    if let [a] = axes {
+        // one axis: accumulate its slices into arrays of the kept shape
+        let ax = Axis(*a);
+        let mut n = ArrayD::<T>::zeros(IxDyn(&keep_shape)).remove_axis(ax);
+        let mut sum = n.clone();
+        for sub in v.axis_iter(ax) {
+            if skip_nan {
+                Zip::from(&mut n)
+                    .and(&mut sum)
+                    .and(&sub)
+                    .for_each(|n, s, &x| {
+                        if keep(x) {
+                            *n = *n + T::one();
+                            *s = *s + x;
+                        }
+                    });
+            } else {
+                Zip::from(&mut sum).and(&sub).for_each(|s, &x| *s = *s + x);
+            }
+        }
+        if !skip_nan {
+            n.fill(T::from(v.len_of(ax)).unwrap_or_else(T::nan));
+        }
+        let mean = Zip::from(&sum)
+            .and(&n)
+            .map_collect(|&s, &n| if n > T::zero() { s / n } else { T::zero() });
+        let mut m2 = ArrayD::<T>::zeros(mean.raw_dim());
+        for sub in v.axis_iter(ax) {
+            Zip::from(&mut m2)
+                .and(&mean)
+                .and(&sub)
+                .for_each(|m2, &m, &x| {
+                    if keep(x) {
+                        *m2 = *m2 + (x - m) * (x - m);
+                    }
+                });
+        }
+        let ins = |a: ArrayD<T>| a.insert_axis(ax);
+        return moments(&ins(n), &ins(mean), &ins(m2));
+    }
     let count = fold_axes(
         v.view(),
         axes,
@@ -155,10 +235,7 @@ fn moments_block<T: Float>(
         }
     });
     let m2 = fold_axes(dev.view(), axes, T::zero(), |a, &x| *a + x, |a, b| *a + *b);
-    Zip::from(&count)
-        .and(&mean)
-        .and(&m2)
-        .map_collect(|&n, &mean, &m2| Moments { n, mean, m2 })
+    moments(&count, &mean, &m2)
 }
 
 /// A value and its index, for `argmin` and `argmax`.
@@ -195,8 +272,24 @@ impl<T: Element> Array<T> {
         S: Clone + Send + Sync + 'static,
         O: Element,
     {
+        let (axes, out_keep, roots) = self.reduce_roots(axes, r.name, r.block, r.merge)?;
+        Ok(self.finish_roots(&axes, &out_keep, roots, r.name, r.finish))
+    }
+
+    /// The partial tree of a reduction: per output block (over the kept axes, reduced axes
+    /// kept with length 1), the task holding its combined partial.
+    pub(crate) fn reduce_roots<S>(
+        &self,
+        axes: &[usize],
+        name: &'static str,
+        block_fn: BlockFn<T, S>,
+        merge: fn(S, S) -> S,
+    ) -> Result<Roots<S>>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
         self.check()?;
-        let axes = check_axes(axes, self.shape(), r.name)?;
+        let axes = check_axes(axes, self.shape(), name)?;
         let cluster = self.cluster().clone();
         let chunks = self.chunks();
         let mut keep_axes: Vec<Vec<usize>> = chunks.axes().to_vec();
@@ -205,7 +298,6 @@ impl<T: Element> Array<T> {
         }
         let out_keep = Chunks::from_axes(keep_axes);
         let mut groups: Vec<Vec<Delayed<ArrayD<S>>>> = vec![Vec::new(); out_keep.num_blocks()];
-        let block_fn = r.block.clone();
         for (i, b) in self.blocks().iter().enumerate() {
             let mut m = chunks.block_index(i);
             for &a in &axes {
@@ -220,48 +312,68 @@ impl<T: Element> Array<T> {
             let f = block_fn.clone();
             let axes2 = axes.clone();
             let task = Delayed::combine(&cluster, b.deps.clone(), move |inputs| {
-                let c = eval_block(&*kernel, &inputs, &shape)?;
-                let v = block_view::<T>(&c, &shape)?;
-                Ok(f(v, &axes2, &pos))
+                with_block(&*kernel, &inputs, &shape, |v| f(v, &axes2, &pos))
             })
             .label(&format!(
-                "array-{}-partial[{}]",
-                r.name,
+                "array-{name}-partial[{}]",
                 super::fmt_index(&chunks.block_index(i))
             ));
             groups[out_keep.block_number(&m)].push(task);
         }
-        let merge = r.merge;
         let fan_in = self.fan_in();
-        let mut blocks = Vec::with_capacity(groups.len());
-        for (o, g) in groups.into_iter().enumerate() {
-            let root = tree(&cluster, g, fan_in, r.name, move |a, b| {
-                if a.shape() != b.shape() {
-                    return Err(internal("reduction partials of different shapes"));
-                }
-                Ok(Zip::from(&a)
-                    .and(&b)
-                    .map_collect(|x, y| merge(x.clone(), y.clone())))
-            })?;
-            let finish = r.finish.clone();
-            let shape = out_keep.block_shape(o);
-            let done = Delayed::combine(&cluster, vec![root], move |mut v| {
-                let p = v
-                    .pop()
-                    .ok_or_else(|| internal("a reduction lost its input"))?;
-                let out = p.mapv(|s| finish(s));
-                if out.shape() != shape.as_slice() {
-                    return Err(internal("a reduction produced a block of the wrong shape"));
-                }
-                Ok(Arc::new(out.as_standard_layout().into_owned()) as Chunk)
+        let roots = groups
+            .into_iter()
+            .map(|g| {
+                tree(&cluster, g, fan_in, name, move |a, b| {
+                    if a.shape() != b.shape() {
+                        return Err(internal("reduction partials of different shapes"));
+                    }
+                    Ok(Zip::from(&a)
+                        .and(&b)
+                        .map_collect(|x, y| merge(x.clone(), y.clone())))
+                })
             })
-            .label(&format!(
-                "array-{}-agg[{}]",
-                r.name,
-                super::fmt_index(&out_keep.block_index(o))
-            ));
-            blocks.push(Block::of_task(done, &out_keep.block_shape(o)));
-        }
+            .collect::<Result<Vec<_>>>()?;
+        Ok((axes, out_keep, roots))
+    }
+
+    /// The array of `finish(partial)` for each root of a reduction tree.
+    pub(crate) fn finish_roots<S, O>(
+        &self,
+        axes: &[usize],
+        out_keep: &Chunks,
+        roots: Vec<Delayed<ArrayD<S>>>,
+        name: &'static str,
+        finish: Arc<dyn Fn(S) -> O + Send + Sync>,
+    ) -> Array<O>
+    where
+        S: Clone + Send + Sync + 'static,
+        O: Element,
+    {
+        let cluster = self.cluster();
+        let blocks = roots
+            .into_iter()
+            .enumerate()
+            .map(|(o, root)| {
+                let finish = finish.clone();
+                let shape = out_keep.block_shape(o);
+                let done = Delayed::combine(cluster, vec![root], move |mut v| {
+                    let p = v
+                        .pop()
+                        .ok_or_else(|| internal("a reduction lost its input"))?;
+                    let out = p.mapv(|s| finish(s));
+                    if out.shape() != shape.as_slice() {
+                        return Err(internal("a reduction produced a block of the wrong shape"));
+                    }
+                    Ok(Arc::new(out.as_standard_layout().into_owned()) as Chunk)
+                })
+                .label(&format!(
+                    "array-{name}-agg[{}]",
+                    super::fmt_index(&out_keep.block_index(o))
+                ));
+                Block::of_task(done, &out_keep.block_shape(o))
+            })
+            .collect();
         let dropped: Vec<Vec<usize>> = out_keep
             .axes()
             .iter()
@@ -269,10 +381,8 @@ impl<T: Element> Array<T> {
             .filter(|(k, _)| !axes.contains(k))
             .map(|(_, a)| a.clone())
             .collect();
-        Ok(
-            Array::from_blocks(&cluster, Chunks::from_axes(dropped), blocks, r.name)
-                .with_fan_in(fan_in),
-        )
+        Array::from_blocks(cluster, Chunks::from_axes(dropped), blocks, name)
+            .with_fan_in(self.fan_in())
     }
 
     fn all_axes(&self) -> Vec<usize> {
@@ -639,6 +749,40 @@ impl<T: Float> Array<T> {
     /// The standard deviation over `axes` (`ddof` 0, as NumPy).
     pub fn std_axis(&self, axes: &[usize]) -> Result<Array<T>> {
         self.std_with(axes, 0)
+    }
+
+    /// The mean and the standard deviation (with `ddof`) over `axes`, from one pass over the
+    /// data: one tree of `(count, mean, M2)` partials serves both.
+    pub fn mean_std_axis(&self, axes: &[usize], ddof: usize) -> Result<(Array<T>, Array<T>)> {
+        let ddof = T::from(ddof).unwrap_or_else(T::zero);
+        let (axes, out_keep, roots) = self.reduce_roots(
+            axes,
+            "moments",
+            Arc::new(|v, axes, _| moments_block(v, axes, false)),
+            merge_moments,
+        )?;
+        let mean = self.finish_roots(
+            &axes,
+            &out_keep,
+            roots.clone(),
+            "mean",
+            Arc::new(|m: Moments<T>| if m.n > T::zero() { m.mean } else { T::nan() }),
+        );
+        let std = self.finish_roots(
+            &axes,
+            &out_keep,
+            roots,
+            "std",
+            Arc::new(move |m: Moments<T>| {
+                let d = m.n - ddof;
+                if d > T::zero() {
+                    (m.m2 / d).sqrt()
+                } else {
+                    T::nan()
+                }
+            }),
+        );
+        Ok((mean, std))
     }
 
     /// The mean over `axes`, ignoring NaNs (NaN where all are NaN).
