@@ -49,6 +49,15 @@ fn bench(c: &mut Criterion) {
         .unwrap()
         .persist()
         .unwrap();
+    g.bench_function(
+        format!("(x - x.mean(0)).std(0), x persisted {rows}x{cols}"),
+        |b| {
+            b.iter(|| {
+                let m = x.mean_axis(&[0]).unwrap();
+                (&x - &m).std_axis(&[0]).unwrap().compute().unwrap()
+            })
+        },
+    );
     g.throughput(criterion::Throughput::Bytes((rows * cols * 8) as u64));
     g.bench_function(format!("sum of persisted {rows}x{cols}"), |b| {
         b.iter(|| x.sum().unwrap().scalar().unwrap())

@@ -724,3 +724,50 @@ proptest! {
         prop_assert!(close(&x.matmul(&y).unwrap().compute().unwrap(), &a.dot(&b).into_dyn(), 1e-9));
     }
 }
+
+#[test]
+fn reductions_of_blocks_larger_than_a_slab() {
+    // blocks of 120 000 elements are reduced in slabs of rows: both axes, with positions
+    let c = cluster();
+    let a = nd(&[300, 500], 8).mapv(|v| (v * 3.0).round());
+    let x = Array::from_ndarray(&c, a.clone(), [300, 400]).unwrap();
+    let lazy = &x * 1.0;
+    for y in [x.clone(), lazy, x.persist().unwrap()] {
+        assert_close(
+            &y.sum_axis(&[0]).unwrap().compute().unwrap(),
+            &a.sum_axis(Axis(0)),
+        );
+        assert_close(
+            &y.sum_axis(&[1]).unwrap().compute().unwrap(),
+            &a.sum_axis(Axis(1)),
+        );
+        let (m, s) = y.mean_std_axis(&[0], 0).unwrap();
+        assert_close(&m.compute().unwrap(), &a.mean_axis(Axis(0)).unwrap());
+        assert_close(&s.compute().unwrap(), &a.std_axis(Axis(0), 0.0));
+        assert_close(
+            &y.var_axis(&[1]).unwrap().compute().unwrap(),
+            &a.var_axis(Axis(1), 0.0),
+        );
+        assert!((y.std().unwrap().scalar().unwrap() - a.std(0.0)).abs() < 1e-9);
+        let min = a.iter().cloned().fold(f64::MAX, f64::min);
+        assert_eq!(y.min().unwrap().scalar().unwrap(), min);
+        assert_eq!(
+            y.argmin().unwrap().scalar().unwrap() as usize,
+            a.iter().position(|&v| v == min).unwrap()
+        );
+        let am0 = a.map_axis(Axis(0), |l| {
+            let m = l.iter().cloned().fold(f64::MIN, f64::max);
+            l.iter().position(|&v| v == m).unwrap() as i64
+        });
+        assert_eq!(y.argmax_axis(0).unwrap().compute().unwrap(), am0);
+        let am1 = a.map_axis(Axis(1), |l| {
+            let m = l.iter().cloned().fold(f64::MAX, f64::min);
+            l.iter().position(|&v| v == m).unwrap() as i64
+        });
+        assert_eq!(y.argmin_axis(1).unwrap().compute().unwrap(), am1);
+        assert_eq!(
+            y.max_axis(&[1]).unwrap().compute().unwrap(),
+            a.map_axis(Axis(1), |l| l.iter().cloned().fold(f64::MIN, f64::max))
+        );
+    }
+}

@@ -94,27 +94,30 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Option<Box<dyn Any>>> = const { std::cell::RefCell::new(None) };
 }
 
-/// Evaluates a block of `shape` into this thread's scratch buffer and calls `f` with a view
-/// of it (or of the input itself, for a kernel that passes its input through).
+/// Evaluates the part of a block that starts at flat position `start` and has `shape` (the
+/// whole block, or a range of its first axis) into this thread's scratch buffer and calls `f`
+/// with a view of it (or of the input itself, for a kernel that passes its input through).
 pub(crate) fn with_block<T: Element, R>(
     kernel: &dyn Kernel<T>,
     inputs: &[Chunk],
+    start: usize,
     shape: &[usize],
     f: impl FnOnce(ndarray::ArrayViewD<'_, T>) -> R,
 ) -> Result<R, TaskFailure> {
     fn view<'a, T>(shape: &[usize], s: &'a [T]) -> Result<ndarray::ArrayViewD<'a, T>, TaskFailure> {
         ndarray::ArrayViewD::from_shape(IxDyn(shape), s).map_err(|e| internal(e.to_string()))
     }
+    let n: usize = shape.iter().product();
     if kernel.passthrough()
         && let Some(c) = inputs.first()
     {
         let a = chunk_array::<T>(c)?;
         let s = a
             .as_slice()
+            .and_then(|s| s.get(start..start + n))
             .ok_or_else(|| internal("a block is not in standard layout"))?;
         return Ok(f(view(shape, s)?));
     }
-    let n: usize = shape.iter().product();
     let mut buf: Vec<T> = SCRATCH
         .with(|s| s.borrow_mut().take())
         .and_then(|b| b.downcast::<Vec<T>>().ok())
@@ -125,11 +128,11 @@ pub(crate) fn with_block<T: Element, R>(
     } else {
         buf.resize(n, T::default());
     }
-    let mut start = 0;
-    while start < n {
-        let end = (start + TILE).min(n);
-        kernel.eval(inputs, start, &mut buf[start..end])?;
-        start = end;
+    let mut at = 0;
+    while at < n {
+        let end = (at + TILE).min(n);
+        kernel.eval(inputs, start + at, &mut buf[at..end])?;
+        at = end;
     }
     let r = f(view(shape, &buf)?);
     SCRATCH.with(|s| *s.borrow_mut() = Some(Box::new(buf)));

@@ -88,6 +88,26 @@ fn sum_slice<T: Numeric>(s: &[T]) -> T {
     total
 }
 
+/// Sum of squared deviations from `mean`, with eight running sums.
+fn sum_sq_dev<T: Float>(s: &[T], mean: T) -> T {
+    let mut acc = [T::zero(); 8];
+    let mut it = s.chunks_exact(8);
+    for c in &mut it {
+        for k in 0..8 {
+            let d = c[k] - mean;
+            acc[k] = acc[k] + d * d;
+        }
+    }
+    let mut total = it
+        .remainder()
+        .iter()
+        .fold(T::zero(), |a, &x| a + (x - mean) * (x - mean));
+    for a in acc {
+        total = total + a;
+    }
+    total
+}
+
 fn sum_block<T: Numeric>(v: ArrayViewD<'_, T>, axes: &[usize]) -> ArrayD<T> {
     if axes.len() == v.ndim()
         && let Some(s) = v.as_slice()
@@ -160,13 +180,17 @@ fn moments_block<T: Float>(
             (T::from(s.len()).unwrap_or_else(T::nan), sum_slice(s))
         };
         let mean = if n > T::zero() { sum / n } else { T::zero() };
-        let m2 = s.iter().fold(T::zero(), |a, &x| {
-            if keep(x) {
-                a + (x - mean) * (x - mean)
-            } else {
-                a
-            }
-        });
+        let m2 = if skip_nan {
+            s.iter().fold(T::zero(), |a, &x| {
+                if keep(x) {
+                    a + (x - mean) * (x - mean)
+                } else {
+                    a
+                }
+            })
+        } else {
+            sum_sq_dev(s, mean)
+        };
         let one = |x: T| ArrayD::from_elem(IxDyn(&keep_shape), x);
         return moments(&one(n), &one(mean), &one(m2));
     }
@@ -198,6 +222,16 @@ fn moments_block<T: Float>(
             .map_collect(|&s, &n| if n > T::zero() { s / n } else { T::zero() });
         let mut m2 = ArrayD::<T>::zeros(mean.raw_dim());
         for sub in v.axis_iter(ax) {
+            if !skip_nan {
+                Zip::from(&mut m2)
+                    .and(&mean)
+                    .and(&sub)
+                    .for_each(|m2, &m, &x| {
+                        let d = x - m;
+                        *m2 = *m2 + d * d;
+                    });
+                continue;
+            }
             Zip::from(&mut m2)
                 .and(&mean)
                 .and(&sub)
@@ -311,8 +345,9 @@ impl<T: Element> Array<T> {
             let kernel = b.kernel.clone();
             let f = block_fn.clone();
             let axes2 = axes.clone();
+            let merge = merge;
             let task = Delayed::combine(&cluster, b.deps.clone(), move |inputs| {
-                with_block(&*kernel, &inputs, &shape, |v| f(v, &axes2, &pos))
+                partial_of_block(&*kernel, &inputs, &shape, &axes2, &pos, &f, merge)
             })
             .label(&format!(
                 "array-{name}-partial[{}]",
@@ -401,6 +436,60 @@ impl<T: Element> Array<T> {
         }
         Ok(())
     }
+}
+
+/// Elements per slab: a slab of a block is evaluated and reduced while it is in cache.
+const SLAB: usize = 1 << 16;
+
+/// The partial of one block, computed slab by slab: a slab is a range of the block's first
+/// axis (contiguous in its row-major order), evaluated into a cache-sized buffer and reduced
+/// at once; slab partials are merged (first axis reduced) or stacked (first axis kept).
+fn partial_of_block<T: Element, S: Clone>(
+    kernel: &dyn super::kernels::Kernel<T>,
+    inputs: &[Chunk],
+    shape: &[usize],
+    axes: &[usize],
+    pos: &BlockPos,
+    f: &BlockFn<T, S>,
+    merge: fn(S, S) -> S,
+) -> std::result::Result<ArrayD<S>, TaskFailure> {
+    let row: usize = shape.iter().skip(1).product();
+    let rows = (SLAB / row.max(1)).max(1);
+    if shape.is_empty() || row == 0 || rows >= shape[0] {
+        return with_block(kernel, inputs, 0, shape, |v| f(v, axes, pos));
+    }
+    let reduce0 = axes.contains(&0);
+    let mut acc: Option<ArrayD<S>> = None;
+    let mut parts: Vec<ArrayD<S>> = Vec::new();
+    let mut r0 = 0;
+    while r0 < shape[0] {
+        let r1 = (r0 + rows).min(shape[0]);
+        let mut sshape = shape.to_vec();
+        sshape[0] = r1 - r0;
+        let mut offset = pos.offset.clone();
+        offset[0] += r0;
+        let spos = BlockPos {
+            offset,
+            global: pos.global.clone(),
+        };
+        let p = with_block(kernel, inputs, r0 * row, &sshape, |v| f(v, axes, &spos))?;
+        if reduce0 {
+            acc = Some(match acc {
+                None => p,
+                Some(a) => Zip::from(&a)
+                    .and(&p)
+                    .map_collect(|x, y| merge(x.clone(), y.clone())),
+            });
+        } else {
+            parts.push(p);
+        }
+        r0 = r1;
+    }
+    if reduce0 {
+        return acc.ok_or_else(|| internal("a block without slabs"));
+    }
+    let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
+    ndarray::concatenate(Axis(0), &views).map_err(|e| internal(e.to_string()))
 }
 
 /// Combines `items` with `merge`, `fan_in` at a time, until one is left.
@@ -492,34 +581,34 @@ impl<T: Numeric> Array<T> {
 
     /// The minimum over `axes`; NaN if any element is (`np.min`). An empty axis is an error.
     pub fn min_axis(&self, axes: &[usize]) -> Result<Array<T>> {
-        self.extreme(axes, "min", super::kernels::nan_min, false)
+        self.extreme(axes, "min", false)
     }
 
     /// The maximum over `axes`; NaN if any element is (`np.max`).
     pub fn max_axis(&self, axes: &[usize]) -> Result<Array<T>> {
-        self.extreme(axes, "max", super::kernels::nan_max, false)
+        self.extreme(axes, "max", false)
     }
 
-    fn extreme(
-        &self,
-        axes: &[usize],
-        name: &'static str,
-        f: fn(T, T) -> T,
-        skip_nan: bool,
-    ) -> Result<Array<T>> {
+    fn extreme(&self, axes: &[usize], name: &'static str, skip_nan: bool) -> Result<Array<T>> {
         self.nonempty(axes, name)?;
-        let merge: fn(Option<T>, Option<T>) -> Option<T> = match (name, skip_nan) {
-            ("min", false) => |a, b| opt(a, b, super::kernels::nan_min),
-            ("max", false) => |a, b| opt(a, b, super::kernels::nan_max),
-            ("nanmin", _) | ("min", true) => |a, b| opt(a, b, skip_min),
-            _ => |a, b| opt(a, b, skip_max),
+        let is_max = name.ends_with("max");
+        let merge: fn(Option<T>, Option<T>) -> Option<T> = match (is_max, skip_nan) {
+            (false, false) => |a, b| opt(a, b, super::kernels::nan_min),
+            (true, false) => |a, b| opt(a, b, super::kernels::nan_max),
+            (false, true) => |a, b| opt(a, b, skip_min),
+            (true, true) => |a, b| opt(a, b, skip_max),
         };
-        let _ = f;
         self.reduce(
             axes,
             Reducer {
                 name,
                 block: Arc::new(move |v, axes, _| {
+                    if axes.len() == v.ndim()
+                        && let Some(s) = v.as_slice()
+                    {
+                        let e = extreme_slice(s, is_max, skip_nan);
+                        return ArrayD::from_elem(IxDyn(&vec![1; v.ndim()]), e);
+                    }
                     fold_axes(
                         v,
                         axes,
@@ -712,6 +801,29 @@ fn opt<T>(a: Option<T>, b: Option<T>, f: fn(T, T) -> T) -> Option<T> {
     }
 }
 
+/// The minimum or maximum of a slice in one pass; NaN if any element is NaN (unless
+/// `skip_nan`); `None` for no element.
+fn extreme_slice<T: Element>(s: &[T], is_max: bool, skip_nan: bool) -> Option<T> {
+    let mut nan = None;
+    let mut best: Option<T> = None;
+    for &x in s {
+        if x.is_nan_value() {
+            nan = Some(x);
+            continue;
+        }
+        best = Some(match best {
+            None => x,
+            Some(b) if (is_max && x > b) || (!is_max && x < b) => x,
+            Some(b) => b,
+        });
+    }
+    match (nan, skip_nan) {
+        (Some(n), false) => Some(n),
+        (Some(n), true) if best.is_none() => Some(n),
+        _ => best,
+    }
+}
+
 fn skip_min<T: Element>(a: T, b: T) -> T {
     if a.is_nan_value() || b < a { b } else { a }
 }
@@ -845,12 +957,12 @@ impl<T: Float> Array<T> {
 
     /// The minimum over `axes`, ignoring NaNs (NaN where all are NaN).
     pub fn nanmin_axis(&self, axes: &[usize]) -> Result<Array<T>> {
-        self.extreme(axes, "nanmin", skip_min, true)
+        self.extreme(axes, "nanmin", true)
     }
 
     /// The maximum over `axes`, ignoring NaNs (NaN where all are NaN).
     pub fn nanmax_axis(&self, axes: &[usize]) -> Result<Array<T>> {
-        self.extreme(axes, "nanmax", skip_max, true)
+        self.extreme(axes, "nanmax", true)
     }
 
     fn moments(
