@@ -59,12 +59,6 @@ impl<T: Element> Operand<T> {
             Operand::Scalar(_) => None,
         }
     }
-    fn cluster(&self) -> Option<&Cluster> {
-        match self {
-            Operand::Array(a) => Some(a.cluster()),
-            Operand::Scalar(_) => None,
-        }
-    }
     fn fan_in(&self) -> Option<usize> {
         match self {
             Operand::Array(a) => Some(a.fan_in()),
@@ -165,25 +159,15 @@ fn operand_blocks<U: Element>(op: &Operand<U>, shape: &[usize], out: &Chunks) ->
         .collect()
 }
 
-fn first_cluster<'a>(c: &[Option<&'a Cluster>]) -> Option<&'a Cluster> {
-    c.iter().flatten().next().copied()
-}
-
-/// The array combining two operands block by block with `make`.
+/// The array combining two operands block by block with `make` (`cluster`: the one of the
+/// array operand).
 pub(crate) fn zip_with<A: Element, B: Element, U: Element>(
+    cluster: &Cluster,
     a: &Operand<A>,
     b: &Operand<B>,
     name: &str,
     make: impl Fn(Arc<dyn Kernel<A>>, Arc<dyn Kernel<B>>) -> Arc<dyn Kernel<U>>,
 ) -> Array<U> {
-    let Some(cluster) = first_cluster(&[a.cluster(), b.cluster()]) else {
-        // two scalars: a one-element array on the global cluster is not ours to make
-        let msg = format!("{name}: at least one operand must be an array");
-        return match crate::Cluster::global() {
-            Ok(c) => Array::failed(&c, msg),
-            Err(_) => unreachable_cluster(msg),
-        };
-    };
     if let Some(e) = a.error().or_else(|| b.error()) {
         return Array::failed(cluster, e);
     }
@@ -203,15 +187,6 @@ pub(crate) fn zip_with<A: Element, B: Element, U: Element>(
         .collect();
     let fan_in = a.fan_in().or(b.fan_in()).unwrap_or(super::DEFAULT_FAN_IN);
     Array::from_blocks(cluster, out, blocks, name).with_fan_in(fan_in)
-}
-
-#[cold]
-fn unreachable_cluster<U: Element>(msg: String) -> Array<U> {
-    // Cluster::global failed: build a one-thread cluster only to carry the error.
-    match crate::Cluster::builder().threads(1).build() {
-        Ok(c) => Array::failed(&c, msg),
-        Err(e) => panic!("{msg}; and no cluster could be started: {e}"),
-    }
 }
 
 impl<T: Element> Array<T> {
@@ -278,6 +253,7 @@ impl<T: Element> Array<T> {
     pub fn compare(&self, op: CmpOp, other: impl Into<Operand<T>>) -> Array<bool> {
         let f = cmp_fn::<T>(op);
         zip_with(
+            self.cluster(),
             &Operand::from(self),
             &other.into(),
             cmp_name(op),
@@ -377,9 +353,14 @@ fn binary_name(op: BinaryOp) -> &'static str {
 }
 
 /// `a op b` for two operands, fused.
-pub(crate) fn binary<T: Numeric>(a: &Operand<T>, b: &Operand<T>, op: BinaryOp) -> Array<T> {
+pub(crate) fn binary<T: Numeric>(
+    cluster: &Cluster,
+    a: &Operand<T>,
+    b: &Operand<T>,
+    op: BinaryOp,
+) -> Array<T> {
     let f = binary_fn::<T>(op);
-    zip_with(a, b, binary_name(op), move |a, b| {
+    zip_with(cluster, a, b, binary_name(op), move |a, b| {
         Arc::new(super::kernels::Binary { a, b, op, f })
     })
 }
@@ -387,7 +368,7 @@ pub(crate) fn binary<T: Numeric>(a: &Operand<T>, b: &Operand<T>, op: BinaryOp) -
 impl<T: Numeric> Array<T> {
     /// `self op other`, elementwise, with an array or a scalar.
     pub fn binary(&self, op: BinaryOp, other: impl Into<Operand<T>>) -> Array<T> {
-        binary(&Operand::from(self), &other.into(), op)
+        binary(self.cluster(), &Operand::from(self), &other.into(), op)
     }
 
     /// `self ^ other`, elementwise (`np.power`).
@@ -526,16 +507,22 @@ impl Array<bool> {
     /// Elementwise logic with another `bool` array or a `bool`.
     pub fn logic(&self, op: LogicOp, other: impl Into<Operand<bool>>) -> Array<bool> {
         let f = logic_fn(op);
-        zip_with(&Operand::from(self), &other.into(), "logic", move |a, b| {
-            Arc::new(Zip2 {
-                a,
-                b,
-                f: Arc::new(move |x: &[bool], y: &[bool], o: &mut [bool]| {
-                    o.copy_from_slice(x);
-                    f(o, y);
-                }),
-            })
-        })
+        zip_with(
+            self.cluster(),
+            &Operand::from(self),
+            &other.into(),
+            "logic",
+            move |a, b| {
+                Arc::new(Zip2 {
+                    a,
+                    b,
+                    f: Arc::new(move |x: &[bool], y: &[bool], o: &mut [bool]| {
+                        o.copy_from_slice(x);
+                        f(o, y);
+                    }),
+                })
+            },
+        )
     }
 }
 
@@ -544,37 +531,39 @@ macro_rules! ops {
         impl<T: Numeric> $trait<&Array<T>> for &Array<T> {
             type Output = Array<T>;
             fn $method(self, rhs: &Array<T>) -> Array<T> {
-                binary(&Operand::from(self), &Operand::from(rhs), $op)
+                binary(self.cluster(), &Operand::from(self), &Operand::from(rhs), $op)
             }
         }
         impl<T: Numeric> $trait<Array<T>> for Array<T> {
             type Output = Array<T>;
             fn $method(self, rhs: Array<T>) -> Array<T> {
-                binary(&Operand::Array(self), &Operand::Array(rhs), $op)
+                let c = self.cluster().clone();
+                binary(&c, &Operand::Array(self), &Operand::Array(rhs), $op)
             }
         }
         impl<T: Numeric> $trait<&Array<T>> for Array<T> {
             type Output = Array<T>;
             fn $method(self, rhs: &Array<T>) -> Array<T> {
-                binary(&Operand::Array(self), &Operand::from(rhs), $op)
+                binary(rhs.cluster(), &Operand::Array(self), &Operand::from(rhs), $op)
             }
         }
         impl<T: Numeric> $trait<Array<T>> for &Array<T> {
             type Output = Array<T>;
             fn $method(self, rhs: Array<T>) -> Array<T> {
-                binary(&Operand::from(self), &Operand::Array(rhs), $op)
+                binary(self.cluster(), &Operand::from(self), &Operand::Array(rhs), $op)
             }
         }
         impl<T: Numeric> $trait<T> for &Array<T> {
             type Output = Array<T>;
             fn $method(self, rhs: T) -> Array<T> {
-                binary(&Operand::from(self), &Operand::Scalar(rhs), $op)
+                binary(self.cluster(), &Operand::from(self), &Operand::Scalar(rhs), $op)
             }
         }
         impl<T: Numeric> $trait<T> for Array<T> {
             type Output = Array<T>;
             fn $method(self, rhs: T) -> Array<T> {
-                binary(&Operand::Array(self), &Operand::Scalar(rhs), $op)
+                let c = self.cluster().clone();
+                binary(&c, &Operand::Array(self), &Operand::Scalar(rhs), $op)
             }
         }
         scalar_lhs!($trait $method $op; f32 f64 i32 i64 u8);
@@ -586,13 +575,14 @@ macro_rules! scalar_lhs {
         impl $trait<&Array<$t>> for $t {
             type Output = Array<$t>;
             fn $method(self, rhs: &Array<$t>) -> Array<$t> {
-                binary(&Operand::Scalar(self), &Operand::from(rhs), $op)
+                binary(rhs.cluster(), &Operand::Scalar(self), &Operand::from(rhs), $op)
             }
         }
         impl $trait<Array<$t>> for $t {
             type Output = Array<$t>;
             fn $method(self, rhs: Array<$t>) -> Array<$t> {
-                binary(&Operand::Scalar(self), &Operand::Array(rhs), $op)
+                let c = rhs.cluster().clone();
+                binary(&c, &Operand::Scalar(self), &Operand::Array(rhs), $op)
             }
         }
     )*};

@@ -1,9 +1,9 @@
 //! Per-block kernels: the fused expression a block task evaluates.
 //!
-//! A lazy array's block is a small expression tree (a [`Kernel`]) over the outputs of the
+//! A lazy array's block is a small expression tree (a *kernel*) over the outputs of the
 //! tasks it depends on (its *inputs*, materialized chunks) and over generators (random
 //! numbers, `arange`, constants). Evaluating a block walks the tree over **tiles** of
-//! [`TILE`] elements in the block's row-major order: each node fills a tile-sized buffer
+//! 2048 elements in the block's row-major order: each node fills a tile-sized buffer
 //! from its children and applies its operation, so a chain such as `((x - m) / s).exp()` is
 //! one pass over the block with a few L1-resident buffers, never a temporary array per
 //! operation.

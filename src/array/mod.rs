@@ -61,6 +61,7 @@ use ndarray::{ArrayD, ArrayViewD, IxDyn, Slice};
 
 pub use chunks::{Chunks, IntoChunks};
 pub use element::{Element, Float, Numeric};
+pub use elementwise::Operand;
 pub use structure::Idx;
 
 use crate::cluster::Cluster;

@@ -345,7 +345,6 @@ impl<T: Element> Array<T> {
             let kernel = b.kernel.clone();
             let f = block_fn.clone();
             let axes2 = axes.clone();
-            let merge = merge;
             let task = Delayed::combine(&cluster, b.deps.clone(), move |inputs| {
                 partial_of_block(&*kernel, &inputs, &shape, &axes2, &pos, &f, merge)
             })
@@ -802,26 +801,31 @@ fn opt<T>(a: Option<T>, b: Option<T>, f: fn(T, T) -> T) -> Option<T> {
 }
 
 /// The minimum or maximum of a slice in one pass; NaN if any element is NaN (unless
-/// `skip_nan`); `None` for no element.
+/// `skip_nan`); `None` for no element. The common case (no NaN) is a branch-free loop.
 fn extreme_slice<T: Element>(s: &[T], is_max: bool, skip_nan: bool) -> Option<T> {
-    let mut nan = None;
-    let mut best: Option<T> = None;
-    for &x in s {
-        if x.is_nan_value() {
-            nan = Some(x);
-            continue;
+    let &first = s.first()?;
+    let mut best = first;
+    let mut nan = false;
+    if is_max {
+        for &x in s {
+            nan |= x.is_nan_value();
+            best = if x > best { x } else { best };
         }
-        best = Some(match best {
-            None => x,
-            Some(b) if (is_max && x > b) || (!is_max && x < b) => x,
-            Some(b) => b,
-        });
+    } else {
+        for &x in s {
+            nan |= x.is_nan_value();
+            best = if x < best { x } else { best };
+        }
     }
-    match (nan, skip_nan) {
-        (Some(n), false) => Some(n),
-        (Some(n), true) if best.is_none() => Some(n),
-        _ => best,
+    if !nan {
+        return Some(best);
     }
+    let pick = if is_max { skip_max } else { skip_min };
+    if skip_nan {
+        // NaN first would have stuck: start again from the first non-NaN
+        return Some(s.iter().copied().reduce(pick).unwrap_or(first));
+    }
+    s.iter().copied().find(|x| x.is_nan_value())
 }
 
 fn skip_min<T: Element>(a: T, b: T) -> T {
