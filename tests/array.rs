@@ -715,6 +715,18 @@ proptest! {
     }
 
     #[test]
+    fn prop_tsqr(n in 1usize..5, extra in 0usize..40, rows in 1usize..12, seed in 0u64..100) {
+        let c = cluster();
+        let m = n + extra;
+        let a = nd(&[m, n], seed).into_dimensionality::<ndarray::Ix2>().unwrap();
+        let (q, r) = Array::from_ndarray(&c, a.clone(), [rows, n]).unwrap().tsqr().unwrap();
+        let q = q.compute().unwrap().into_dimensionality::<ndarray::Ix2>().unwrap();
+        let r = r.compute().unwrap().into_dimensionality::<ndarray::Ix2>().unwrap();
+        prop_assert!(close(&q.dot(&r).into_dyn(), &a.into_dyn(), 1e-9));
+        prop_assert!(close(&q.t().dot(&q).into_dyn(), &ndarray::Array2::<f64>::eye(n).into_dyn(), 1e-9));
+    }
+
+    #[test]
     fn prop_matmul(m in 0usize..7, k in 0usize..7, n in 0usize..7, c1 in 1usize..5, c2 in 1usize..5, c3 in 1usize..5, seed in 0u64..100) {
         let c = cluster();
         let a = nd(&[m, k], seed).into_dimensionality::<ndarray::Ix2>().unwrap();
@@ -770,4 +782,55 @@ fn reductions_of_blocks_larger_than_a_slab() {
             a.map_axis(Axis(1), |l| l.iter().cloned().fold(f64::MIN, f64::max))
         );
     }
+}
+
+#[test]
+fn tall_skinny_qr() {
+    let c = cluster();
+    let a = nd(&[50, 4], 3)
+        .into_dimensionality::<ndarray::Ix2>()
+        .unwrap();
+    let x = Array::from_ndarray(&c, a.clone(), [12, 2]).unwrap();
+    let (q, r) = x.tsqr().unwrap();
+    let (q, r) = (
+        q.compute()
+            .unwrap()
+            .into_dimensionality::<ndarray::Ix2>()
+            .unwrap(),
+        r.compute()
+            .unwrap()
+            .into_dimensionality::<ndarray::Ix2>()
+            .unwrap(),
+    );
+    assert_eq!(q.dim(), (50, 4));
+    assert_eq!(r.dim(), (4, 4));
+    assert_close(&q.dot(&r).into_dyn(), &a.clone().into_dyn());
+    assert_close(
+        &q.t().dot(&q).into_dyn(),
+        &ndarray::Array2::<f64>::eye(4).into_dyn(),
+    );
+    for i in 0..4 {
+        assert!(r[[i, i]] >= 0.0);
+        for j in 0..i {
+            assert_eq!(r[[i, j]], 0.0);
+        }
+    }
+    // the same factorization whatever the row blocks
+    let (q2, r2) = Array::from_ndarray(&c, a.clone(), [25, 4])
+        .unwrap()
+        .tsqr()
+        .unwrap();
+    assert_close(&r2.compute().unwrap(), &r.into_dyn());
+    assert_close(&q2.compute().unwrap(), &q.into_dyn());
+    // row blocks shorter than the columns are merged
+    let (q3, r3) = Array::from_ndarray(&c, a.clone(), [3, 4])
+        .unwrap()
+        .tsqr()
+        .unwrap();
+    assert_eq!(q3.chunks().axis(0)[0], 6);
+    assert_close(&r3.compute().unwrap(), &r2.compute().unwrap());
+    assert_close(&q3.compute().unwrap(), &q2.compute().unwrap());
+    let wide = Array::from_ndarray(&c, a.t().to_owned(), [2, 2]).unwrap();
+    let e = wide.tsqr().unwrap_err().to_string();
+    assert!(e.contains("(4, 50)") && e.contains("tall"), "{e}");
 }

@@ -35,6 +35,12 @@ fn sum_of_an_array_three_times_the_budget_stays_under_it() {
     let x = Array::random_normal(&cluster, shape, [500, 1_000], 11).unwrap();
     let total = x.sum().unwrap().scalar().unwrap();
     let peak = peak_rss().unwrap();
+    eprintln!(
+        "peak RSS: {:.1} MB (before: {:.1} MB), budget {:.0} MB",
+        peak as f64 / 1e6,
+        before as f64 / 1e6,
+        budget as f64 / 1e6
+    );
     assert!(
         peak < budget,
         "peak RSS {peak} bytes is over the budget {budget} (it was {before} before)"

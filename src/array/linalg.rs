@@ -4,13 +4,16 @@
 //! once, multiplies block pairs with ndarray's `dot` (matrixmultiply for floats) in one task per
 //! pair, and sums the products of each output block in a tree of fan-in
 //! [`fan_in`](super::Array::fan_in). Only the blocks in flight and the result are held.
+//!
+//! `tsqr` factorizes tall-and-skinny matrices (many rows, few columns) in two levels of
+//! Householder QRs, the algorithm of `dask.array.linalg.tsqr`.
 
 use std::sync::Arc;
 
-use ndarray::{ArrayD, Ix2, Zip};
+use ndarray::{Array1, Array2, ArrayD, ArrayView2, Ix2, Zip, s};
 
 use super::chunks::fmt_shape;
-use super::element::Numeric;
+use super::element::{Float, Numeric};
 use super::kernels::{Chunk, internal};
 use super::{Array, Block, Chunks, block_view};
 use crate::error::{Error, Result};
@@ -175,4 +178,166 @@ fn tree_sum<T: Numeric>(
         items = next;
     }
     items.pop()
+}
+
+/// Householder QR of an `m x n` matrix with `m >= n`: `(Q, R)` with `Q` `m x n` with
+/// orthonormal columns, `R` `n x n` upper triangular with a non-negative diagonal.
+fn householder_qr<T: Float>(a: ArrayView2<'_, T>) -> (Array2<T>, Array2<T>) {
+    let (m, n) = a.dim();
+    let mut r = a.to_owned();
+    let mut reflectors: Vec<Option<Array1<T>>> = Vec::with_capacity(n);
+    let two = T::one() + T::one();
+    for k in 0..n.min(m) {
+        let x = r.slice(s![k.., k]);
+        let norm = x.dot(&x).sqrt();
+        if norm == T::zero() {
+            reflectors.push(None);
+            continue;
+        }
+        let alpha = if x[0] > T::zero() { -norm } else { norm };
+        let mut v = x.to_owned();
+        v[0] = v[0] - alpha;
+        let vnorm = v.dot(&v).sqrt();
+        if vnorm == T::zero() {
+            reflectors.push(None);
+            continue;
+        }
+        v.mapv_inplace(|e| e / vnorm);
+        for j in k..n {
+            let mut col = r.slice_mut(s![k.., j]);
+            let d = two * v.dot(&col);
+            col.zip_mut_with(&v, |c, &vi| *c = *c - d * vi);
+        }
+        reflectors.push(Some(v));
+    }
+    let mut q = Array2::<T>::zeros((m, n));
+    for i in 0..n.min(m) {
+        q[[i, i]] = T::one();
+    }
+    for (k, v) in reflectors.iter().enumerate().rev() {
+        if let Some(v) = v {
+            for j in 0..n {
+                let mut col = q.slice_mut(s![k.., j]);
+                let d = two * v.dot(&col);
+                col.zip_mut_with(v, |c, &vi| *c = *c - d * vi);
+            }
+        }
+    }
+    let mut rr = Array2::<T>::zeros((n, n));
+    for i in 0..n.min(m) {
+        for j in i..n {
+            rr[[i, j]] = r[[i, j]];
+        }
+    }
+    // a unique factorization: R's diagonal non-negative
+    for i in 0..n.min(m) {
+        if rr[[i, i]] < T::zero() {
+            rr.row_mut(i).mapv_inplace(|e| -e);
+            q.column_mut(i).mapv_inplace(|e| -e);
+        }
+    }
+    (q, rr)
+}
+
+type Qr<T> = Arc<(Array2<T>, Array2<T>)>;
+
+impl<T: Float> Array<T> {
+    /// The QR factorization of a tall-and-skinny 2-D array (`dask.array.linalg.tsqr`):
+    /// `(Q, R)` with `Q` of this array's shape and orthonormal columns, and `R` square upper
+    /// triangular with a non-negative diagonal, so that `Q R` is this array.
+    ///
+    /// Each block of rows is factorized on its own, the stacked `R`s once more, and each
+    /// block's `Q` is corrected with its part of the second `Q`: two levels of tasks. The
+    /// columns are taken as one chunk; every block of rows needs at least as many rows as
+    /// there are columns.
+    pub fn tsqr(&self) -> Result<(Array<T>, Array<T>)> {
+        self.check()?;
+        if self.ndim() != 2 {
+            return Err(Error::Invalid(format!(
+                "tsqr needs a 2-D array, got shape {}",
+                fmt_shape(self.shape())
+            )));
+        }
+        let n = self.shape()[1];
+        let m = self.shape()[0];
+        if m < n || n == 0 {
+            return Err(Error::Invalid(format!(
+                "tsqr needs a tall matrix with at least one column (rows >= columns), got shape {}",
+                fmt_shape(self.shape())
+            )));
+        }
+        // row blocks shorter than `n` are merged with the next ones (the last with the previous)
+        let mut row_chunks: Vec<usize> = Vec::new();
+        let mut pending = 0;
+        for &r in self.chunks().axis(0) {
+            pending += r;
+            if pending >= n {
+                row_chunks.push(pending);
+                pending = 0;
+            }
+        }
+        if pending > 0 {
+            match row_chunks.last_mut() {
+                Some(last) => *last += pending,
+                None => row_chunks.push(pending),
+            }
+        }
+        let a = self.rechunk_axes(&[Some(row_chunks), Some(vec![n])]);
+        let cluster = a.cluster().clone();
+        let rows = a.chunks().axis(0).to_vec();
+        let to2 = |c: &Chunk,
+                   shape: &[usize]|
+         -> std::result::Result<Array2<T>, crate::error::TaskFailure> {
+            block_view::<T>(c, shape)?
+                .into_dimensionality::<Ix2>()
+                .map(|v| v.to_owned())
+                .map_err(|e| internal(e.to_string()))
+        };
+        let local: Vec<Delayed<Qr<T>>> = (0..rows.len())
+            .map(|i| {
+                let shape = a.chunks().block_shape(i);
+                super::then(&cluster, a.block_task(i), move |c| {
+                    let m = to2(&c, &shape)?;
+                    Ok(Arc::new(householder_qr(m.view())))
+                })
+                .label(&format!("array-tsqr-local[{i}]"))
+            })
+            .collect();
+        let rs: Vec<Delayed<Array2<T>>> = local
+            .iter()
+            .map(|q| q.clone().map(|q| q.1.clone()))
+            .collect();
+        let second: Delayed<Qr<T>> = Delayed::combine(&cluster, rs, move |rs| {
+            let views: Vec<_> = rs.iter().map(|r| r.view()).collect();
+            let stacked = ndarray::concatenate(ndarray::Axis(0), &views)
+                .map_err(|e| internal(e.to_string()))?;
+            Ok(Arc::new(householder_qr(stacked.view())))
+        })
+        .label("array-tsqr-stacked");
+        let q_tasks: Vec<Delayed<Chunk>> = local
+            .into_iter()
+            .enumerate()
+            .map(|(i, l)| {
+                l.zip(second.clone())
+                    .map(move |(l, s)| {
+                        let part = s.0.slice(s![i * n..(i + 1) * n, ..]);
+                        Arc::new(l.0.dot(&part).into_dyn()) as Chunk
+                    })
+                    .label(&format!("array-tsqr-q[{i}]"))
+            })
+            .collect();
+        let r_task = second
+            .map(|s| Arc::new(s.1.clone().into_dyn()) as Chunk)
+            .label("array-tsqr-r");
+        let q = Array::from_tasks(&cluster, a.chunks().clone(), q_tasks, "tsqr-q")
+            .with_fan_in(self.fan_in());
+        let r = Array::from_tasks(
+            &cluster,
+            Chunks::from_axes(vec![vec![n], vec![n]]),
+            vec![r_task],
+            "tsqr-r",
+        )
+        .with_fan_in(self.fan_in());
+        Ok((q, r))
+    }
 }
