@@ -834,3 +834,55 @@ fn tall_skinny_qr() {
     let e = wide.tsqr().unwrap_err().to_string();
     assert!(e.contains("(4, 50)") && e.contains("tall"), "{e}");
 }
+
+#[test]
+fn other_element_types() {
+    let c = cluster();
+    let a32 = nd(&[7, 6], 2).mapv(|v| v as f32);
+    let x = Array::from_ndarray(&c, a32.clone(), [3, 4]).unwrap();
+    let m = x.mean_axis(&[0]).unwrap().compute().unwrap();
+    let expect = a32.mean_axis(Axis(0)).unwrap();
+    assert!(
+        m.iter()
+            .zip(expect.iter())
+            .all(|(a, b)| (a - b).abs() < 1e-4)
+    );
+    let z = ((&x - &x.mean_axis(&[0]).unwrap()) / &x.std_axis(&[0]).unwrap())
+        .compute()
+        .unwrap();
+    assert!(z.mean_axis(Axis(0)).unwrap().iter().all(|v| v.abs() < 1e-5));
+    assert_eq!(x.astype::<f64>().compute().unwrap(), a32.mapv(f64::from));
+    let i = Array::from_ndarray(&c, a32.mapv(|v| v as i32), [2, 5]).unwrap();
+    let ie = a32.mapv(|v| v as i32);
+    assert_eq!(i.sum().unwrap().scalar().unwrap(), ie.sum());
+    assert_eq!(
+        i.max_axis(&[1]).unwrap().compute().unwrap(),
+        ie.map_axis(Axis(1), |r| *r.iter().max().unwrap())
+    );
+    assert_eq!((-&i).abs().compute().unwrap(), ie.mapv(i32::abs));
+    assert_eq!(i.cumsum(0).unwrap().compute().unwrap(), {
+        let mut e = ie.clone();
+        e.accumulate_axis_inplace(Axis(0), |&p, c| *c += p);
+        e
+    });
+    let u = Array::from_ndarray(&c, ie.mapv(|v| v.unsigned_abs() as u8), [4, 4]).unwrap();
+    assert_eq!(
+        u.max().unwrap().scalar().unwrap(),
+        ie.iter().map(|v| v.unsigned_abs() as u8).max().unwrap()
+    );
+    assert_eq!(
+        u.greater(3u8)
+            .astype::<i64>()
+            .sum()
+            .unwrap()
+            .scalar()
+            .unwrap(),
+        ie.iter().filter(|v| v.unsigned_abs() > 3).count() as i64
+    );
+    let b = Array::from_ndarray(&c, ie.mapv(|v| v > 0), [3, 3]).unwrap();
+    assert_eq!(
+        b.astype::<u8>().sum().unwrap().scalar().unwrap() as usize,
+        ie.iter().filter(|&&v| v > 0).count()
+    );
+    assert_eq!(b.t().compute().unwrap(), ie.mapv(|v| v > 0).t().to_owned());
+}

@@ -134,7 +134,7 @@ impl<T: Element> Array<T> {
     }
 
     /// Reads a `.npy` file (any NumPy version-1/2/3 header, C or Fortran order, of this element
-    /// type) and cuts it into `chunks`.
+    /// type) and cuts it into `chunks`. The file is read whole into memory, once.
     pub fn from_npy(
         cluster: &Cluster,
         path: impl AsRef<Path>,
