@@ -219,6 +219,48 @@ fn npy_round_trip() {
     assert!(e.contains("x.npy") && e.contains("int32"), "{e}");
     let e = Array::<f64>::from_npy(&c, dir.join("missing.npy"), 2usize).unwrap_err();
     assert!(matches!(e, Error::Io { .. }), "{e}");
+    // Fortran order, 0-d, empty, truncated
+    let f = a.clone().reversed_axes();
+    assert!(f.t().is_standard_layout());
+    ndarray_npy::write_npy(dir.join("f.npy"), &f).unwrap();
+    assert_eq!(
+        Array::<f64>::from_npy(&c, dir.join("f.npy"), [2, 2, 2])
+            .unwrap()
+            .compute()
+            .unwrap(),
+        f
+    );
+    ndarray_npy::write_npy(dir.join("z.npy"), &ndarray::arr0(7i64)).unwrap();
+    assert_eq!(
+        Array::<i64>::from_npy(&c, dir.join("z.npy"), Vec::<usize>::new())
+            .unwrap()
+            .scalar()
+            .unwrap(),
+        7
+    );
+    let empty = ArrayD::<f32>::zeros(IxDyn(&[0, 3]));
+    ndarray_npy::write_npy(dir.join("e.npy"), &empty).unwrap();
+    let e = Array::<f32>::from_npy(&c, dir.join("e.npy"), [2, 2]).unwrap();
+    assert_eq!(e.compute().unwrap(), empty);
+    Array::<f32>::zeros(&c, [0, 3], [1, 1])
+        .unwrap()
+        .to_npy(dir.join("e2.npy"))
+        .unwrap();
+    assert_eq!(
+        ndarray_npy::read_npy::<_, ArrayD<f32>>(dir.join("e2.npy")).unwrap(),
+        empty
+    );
+    let bytes = std::fs::read(&p).unwrap();
+    std::fs::write(dir.join("cut.npy"), &bytes[..bytes.len() - 8]).unwrap();
+    let e = Array::<f64>::from_npy(&c, dir.join("cut.npy"), 2usize)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("cut.npy") && e.contains("bytes"), "{e}");
+    std::fs::write(dir.join("junk.npy"), b"not numpy").unwrap();
+    let e = Array::<f64>::from_npy(&c, dir.join("junk.npy"), 2usize)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("junk.npy") && e.contains("not a .npy"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

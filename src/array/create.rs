@@ -1,11 +1,11 @@
 //! Making arrays: from an `ndarray`, constants, ranges, random numbers, a function of the
 //! index, `.npy` files; and writing them back.
 
-use std::io::{BufWriter, Write};
+use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::sync::Arc;
 
-use ndarray::{ArrayD, Dimension};
+use ndarray::{ArrayD, Dimension, IxDyn};
 use ndarray_npy::npy::header::{Header, Layout};
 
 use super::chunks::{IntoChunks, fmt_shape};
@@ -133,23 +133,77 @@ impl<T: Element> Array<T> {
         )
     }
 
-    /// Reads a `.npy` file (any NumPy version-1/2/3 header, C or Fortran order, of this element
-    /// type) and cuts it into `chunks`. The file is read whole into memory, once.
+    /// Reads a `.npy` file (NumPy's format, versions 1 to 3, of this element type) cut into
+    /// `chunks`. A file in C order is read lazily: each block task reads its own region of the
+    /// file (contiguous runs, one read each), so a file larger than memory can be reduced block
+    /// by block. A Fortran-order file is read whole, once.
     pub fn from_npy(
         cluster: &Cluster,
         path: impl AsRef<Path>,
         chunks: impl IntoChunks,
     ) -> Result<Self> {
-        let path = path.as_ref();
-        let a: ArrayD<T> = ndarray_npy::read_npy(path).map_err(|e| match e {
-            ndarray_npy::ReadNpyError::Io(io) => Error::io(path, io),
-            other => Error::Invalid(format!(
-                "{}: cannot read as a .npy array of {}: {other}",
+        let path = path.as_ref().to_path_buf();
+        let mut file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+        let header = Header::from_reader(&mut file).map_err(|e| match e {
+            ndarray_npy::npy::header::ReadHeaderError::Io(io) => Error::io(&path, io),
+            other => Error::Invalid(format!("{}: not a .npy file: {other}", path.display())),
+        })?;
+        let data_start = file.stream_position().map_err(|e| Error::io(&path, e))?;
+        let shape = header.shape.clone();
+        let fortran = header.layout.is_fortran();
+        let n: usize = shape.iter().product();
+        let size = std::mem::size_of::<T>() as u64;
+        let file_len = file.metadata().map_err(|e| Error::io(&path, e))?.len();
+        // Check the element type (and that the data is all there) on the first element.
+        let probe = if n > 0 { 1 } else { 0 };
+        T::read_to_end_exact_vec(
+            io::Read::take(&mut file, probe * size),
+            &header.type_descriptor,
+            probe as usize,
+        )
+        .map_err(|e| {
+            Error::Invalid(format!(
+                "{}: cannot read as a .npy array of {}: {e}",
                 path.display(),
                 T::DTYPE
-            )),
+            ))
         })?;
-        Self::from_ndarray(cluster, a, chunks)
+        if fortran {
+            drop(file);
+            let a: ArrayD<T> = ndarray_npy::read_npy(&path).map_err(|e| match e {
+                ndarray_npy::ReadNpyError::Io(io) => Error::io(&path, io),
+                other => Error::Invalid(format!("{}: {other}", path.display())),
+            })?;
+            return Self::from_ndarray(cluster, a, chunks);
+        }
+        if file_len < data_start + n as u64 * size {
+            return Err(Error::Invalid(format!(
+                "{}: the header says shape {} of {} but the file holds only {} bytes of data",
+                path.display(),
+                fmt_shape(&shape),
+                T::DTYPE,
+                file_len.saturating_sub(data_start)
+            )));
+        }
+        let chunks = chunks.into_chunks(&shape)?;
+        let strides = standard_strides(&shape);
+        let descr = Arc::new(header);
+        let path = Arc::new(path);
+        let tasks = (0..chunks.num_blocks())
+            .map(|i| {
+                let (offset, bshape) = (chunks.block_offset(i), chunks.block_shape(i));
+                let (path, descr, strides) = (path.clone(), descr.clone(), strides.clone());
+                cluster
+                    .try_delayed(move || {
+                        read_region::<T>(&path, data_start, &descr, &strides, &offset, &bshape)
+                    })
+                    .label(&format!(
+                        "array-from_npy[{}]",
+                        super::fmt_index(&chunks.block_index(i))
+                    ))
+            })
+            .collect();
+        Ok(Array::from_tasks(cluster, chunks, tasks, "from_npy"))
     }
 
     /// Writes the array to a `.npy` file, block row by block row: only one band of blocks
@@ -328,6 +382,51 @@ impl Array<f64> {
             Arc::new(move |first, out: &mut [f64]| random::fill_normal(key, first, out)),
         )
     }
+}
+
+/// Reads the block at `offset` of `shape` from a C-order `.npy` file whose data starts at
+/// `data_start`: one read per run of consecutive elements.
+fn read_region<T: Element>(
+    path: &Path,
+    data_start: u64,
+    header: &Header,
+    strides: &[usize],
+    offset: &[usize],
+    shape: &[usize],
+) -> Result<super::kernels::Chunk> {
+    let io = |e: std::io::Error| Error::io(path, e);
+    let n: usize = shape.iter().product();
+    // runs of consecutive flat indices: (first flat index, length)
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    super::kernels::for_each_lane(shape, 0, n, |idx, _, count| {
+        let flat: usize = idx
+            .iter()
+            .zip(offset)
+            .zip(strides)
+            .map(|((i, o), s)| (i + o) * s)
+            .sum();
+        match runs.last_mut() {
+            Some((first, len)) if *first + *len == flat => *len += count,
+            _ => runs.push((flat, count)),
+        }
+    });
+    let size = std::mem::size_of::<T>() as u64;
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut data: Vec<T> = Vec::with_capacity(n);
+    for (first, len) in runs {
+        file.seek(SeekFrom::Start(data_start + first as u64 * size))
+            .map_err(io)?;
+        let part = T::read_to_end_exact_vec(
+            io::Read::take(&mut file, len as u64 * size),
+            &header.type_descriptor,
+            len,
+        )
+        .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
+        data.extend(part);
+    }
+    let a = ArrayD::from_shape_vec(IxDyn(shape), data)
+        .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
+    Ok(Arc::new(a))
 }
 
 /// Checks that a shape and a total agree (used by `reshape`).
