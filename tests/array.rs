@@ -869,7 +869,7 @@ fn tall_skinny_qr() {
         .unwrap()
         .tsqr()
         .unwrap();
-    assert_eq!(q3.chunks().axis(0)[0], 6);
+    assert_eq!(q3.chunks().axes()[0][0], 6);
     assert_close(&r3.compute().unwrap(), &r2.compute().unwrap());
     assert_close(&q3.compute().unwrap(), &q2.compute().unwrap());
     let wide = Array::from_ndarray(&c, a.t().to_owned(), [2, 2]).unwrap();

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 /// ```
 /// use onebox::array::Chunks;
 /// let c = Chunks::regular(&[10, 4], &[4, 4])?;
-/// assert_eq!(c.axis(0), &[4, 4, 2]);      // regular chunks, a smaller last one
+/// assert_eq!(c.axis(0), Some(&[4, 4, 2][..]));      // regular chunks, a smaller last one
 /// assert_eq!(c.grid(), vec![3, 1]);
 /// assert_eq!(c.block_shape(2), vec![2, 4]);
 /// # Ok::<(), onebox::Error>(())
@@ -110,8 +110,13 @@ impl Chunks {
         self.axes.len()
     }
 
-    /// The chunk lengths of axis `i`.
-    pub fn axis(&self, i: usize) -> &[usize] {
+    /// The chunk lengths of axis `i` (`None` past the last axis).
+    pub fn axis(&self, i: usize) -> Option<&[usize]> {
+        self.axes.get(i).map(Vec::as_slice)
+    }
+
+    /// The chunk lengths of axis `i`, which the caller knows exists.
+    pub(crate) fn ax(&self, i: usize) -> &[usize] {
         &self.axes[i]
     }
 

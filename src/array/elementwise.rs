@@ -79,11 +79,11 @@ fn align(ops: &[Option<(&[usize], &Chunks)>]) -> Result<(Vec<usize>, Chunks), St
             let j = k + pad;
             if d == shape[j] {
                 if chunks[j].is_none() && d != 1 {
-                    chunks[j] = Some(c.axis(k).to_vec());
+                    chunks[j] = Some(c.ax(k).to_vec());
                 }
             } else if shape[j] == 1 {
                 shape[j] = d;
-                chunks[j] = Some(c.axis(k).to_vec());
+                chunks[j] = Some(c.ax(k).to_vec());
             } else if d != 1 {
                 let shapes: Vec<String> = present.iter().map(|(s, _)| fmt_shape(s)).collect();
                 return Err(format!(
@@ -121,7 +121,7 @@ fn operand_blocks<U: Element>(op: &Operand<U>, shape: &[usize], out: &Chunks) ->
     let target: Vec<Option<Vec<usize>>> = (0..x.ndim())
         .map(|k| {
             (x.shape()[k] == shape[k + pad] && shape[k + pad] != 1)
-                .then(|| out.axis(k + pad).to_vec())
+                .then(|| out.ax(k + pad).to_vec())
         })
         .collect();
     let x = x.rechunk_axes(&target);

@@ -50,14 +50,14 @@ impl<T: Numeric> Array<T> {
                 fmt_shape(other.shape())
             )));
         }
-        let b = other.rechunk_axes(&[Some(self.chunks().axis(1).to_vec()), None]);
+        let b = other.rechunk_axes(&[Some(self.chunks().ax(1).to_vec()), None]);
         let a_tasks = self.block_tasks();
         let b_tasks = b.block_tasks();
-        let (gi, gl) = (self.chunks().axis(0).len(), self.chunks().axis(1).len());
-        let gj = b.chunks().axis(1).len();
+        let (gi, gl) = (self.chunks().ax(0).len(), self.chunks().ax(1).len());
+        let gj = b.chunks().ax(1).len();
         let out = Chunks::from_axes(vec![
-            self.chunks().axis(0).to_vec(),
-            b.chunks().axis(1).to_vec(),
+            self.chunks().ax(0).to_vec(),
+            b.chunks().ax(1).to_vec(),
         ]);
         let cluster = self.cluster().clone();
         let mut blocks = Vec::with_capacity(gi * gj);
@@ -269,7 +269,7 @@ impl<T: Float> Array<T> {
         // row blocks shorter than `n` are merged with the next ones (the last with the previous)
         let mut row_chunks: Vec<usize> = Vec::new();
         let mut pending = 0;
-        for &r in self.chunks().axis(0) {
+        for &r in self.chunks().ax(0) {
             pending += r;
             if pending >= n {
                 row_chunks.push(pending);
@@ -284,7 +284,7 @@ impl<T: Float> Array<T> {
         }
         let a = self.rechunk_axes(&[Some(row_chunks), Some(vec![n])]);
         let cluster = a.cluster().clone();
-        let rows = a.chunks().axis(0).to_vec();
+        let rows = a.chunks().ax(0).to_vec();
         let to2 = |c: &Chunk,
                    shape: &[usize]|
          -> std::result::Result<Array2<T>, crate::error::TaskFailure> {

@@ -171,7 +171,7 @@ impl<T: Element> Array<T> {
     fn gather(&self, starts: &[usize], steps: &[isize], out: Chunks, name: &str) -> Array<T> {
         let ndim = self.ndim();
         let plans: Vec<Vec<Vec<Seg>>> = (0..ndim)
-            .map(|k| axis_plan(self.chunks.axis(k), starts[k], steps[k], out.axis(k)))
+            .map(|k| axis_plan(self.chunks.ax(k), starts[k], steps[k], out.ax(k)))
             .collect();
         let mut src_tasks: BTreeMap<usize, Delayed<Chunk>> = BTreeMap::new();
         let mut blocks = Vec::with_capacity(out.num_blocks());
@@ -279,7 +279,7 @@ impl<T: Element> Array<T> {
         let new: Vec<Vec<usize>> = (0..self.ndim())
             .map(|k| match &axes[k] {
                 Some(c) => c.clone(),
-                None => self.chunks.axis(k).to_vec(),
+                None => self.chunks.ax(k).to_vec(),
             })
             .collect();
         let new = Chunks::from_axes(new);
@@ -356,7 +356,7 @@ impl<T: Element> Array<T> {
                     starts[axis] = if count == 0 { 0 } else { first as usize };
                     steps[axis] = step;
                     out_axes[axis] =
-                        natural_chunks(self.chunks.axis(axis), starts[axis], step, count);
+                        natural_chunks(self.chunks.ax(axis), starts[axis], step, count);
                     layout.push(Some(axis));
                     axis += 1;
                 }
@@ -422,7 +422,7 @@ impl<T: Element> Array<T> {
                 fmt_shape(&self.shape)
             )));
         }
-        let out = Chunks::from_axes(perm.iter().map(|&p| self.chunks.axis(p).to_vec()).collect());
+        let out = Chunks::from_axes(perm.iter().map(|&p| self.chunks.ax(p).to_vec()).collect());
         let blocks = (0..out.num_blocks())
             .map(|i| {
                 let m = out.block_index(i);
@@ -657,7 +657,7 @@ impl<T: Element> Array<T> {
             }
         }
         let target: Vec<Option<Vec<usize>>> = (0..n)
-            .map(|k| (k != axis).then(|| first.chunks.axis(k).to_vec()))
+            .map(|k| (k != axis).then(|| first.chunks.ax(k).to_vec()))
             .collect();
         let parts: Vec<Array<T>> = arrays
             .iter()
@@ -670,14 +670,14 @@ impl<T: Element> Array<T> {
         let mut axes = first.chunks.axes().to_vec();
         axes[axis] = parts
             .iter()
-            .flat_map(|p| p.chunks.axis(axis).to_vec())
+            .flat_map(|p| p.chunks.ax(axis).to_vec())
             .collect();
         let out = Chunks::from_axes(axes);
         // which part and which of its blocks along `axis`
         let owner: Vec<(usize, usize)> = parts
             .iter()
             .enumerate()
-            .flat_map(|(p, a)| (0..a.chunks.axis(axis).len()).map(move |j| (p, j)))
+            .flat_map(|(p, a)| (0..a.chunks.ax(axis).len()).map(move |j| (p, j)))
             .collect();
         let blocks = (0..out.num_blocks())
             .map(|i| {
