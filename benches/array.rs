@@ -3,6 +3,11 @@
 //!
 //! `cargo bench --bench array` (sizes: ONEBOX_BENCH_ROWS x ONEBOX_BENCH_COLS, default
 //! 20000 x 10000 as in the dask.array comparison).
+//!
+//! On a 2-core AMD EPYC with 24 GiB and no GPU, shared with other builds (load average 5 to
+//! 9, so these are upper bounds), blocks of 2000 x 2000: random normal + sum 0.70 to 0.96 s;
+//! `(x - x.mean(0)).std(0)` 2.0 s with `x` generated in both passes, 0.29 to 0.35 s with `x`
+//! persisted; the sum of a persisted array 27 to 32 GiB/s.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use onebox::array::Array;
