@@ -422,10 +422,40 @@ fn reductions_and_tree_fan_in() {
         y.nanmax().unwrap().scalar().unwrap(),
         finite.iter().cloned().fold(f64::MIN, f64::max)
     );
+    let fmin = finite.iter().cloned().fold(f64::MAX, f64::min);
+    let fmax = finite.iter().cloned().fold(f64::MIN, f64::max);
+    assert_eq!(
+        y.nanargmin().unwrap().scalar().unwrap() as usize,
+        b.iter().position(|&v| v == fmin).unwrap()
+    );
+    assert_eq!(
+        y.nanargmax().unwrap().scalar().unwrap() as usize,
+        b.iter().position(|&v| v == fmax).unwrap()
+    );
+    let by_axis = b.map_axis(Axis(1), |l| {
+        let m = l
+            .iter()
+            .cloned()
+            .filter(|v| !v.is_nan())
+            .fold(f64::MAX, f64::min);
+        l.iter().position(|&v| v == m).unwrap() as i64
+    });
+    assert_eq!(y.nanargmin_axis(1).unwrap().compute().unwrap(), by_axis);
+    assert_eq!(
+        y.argmax().unwrap().scalar().unwrap(),
+        (8 * 3 + 3 + 1) as i64
+    );
     // all-NaN slice
     let all_nan = Array::<f64>::full(&c, [2, 2], [1, 1], f64::NAN).unwrap();
     assert!(all_nan.nanmean().unwrap().scalar().unwrap().is_nan());
     assert!(all_nan.nanmax().unwrap().scalar().unwrap().is_nan());
+    let e = all_nan
+        .nanargmin()
+        .unwrap()
+        .scalar()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("all-NaN"), "{e}");
     // integers
     let i = Array::<i64>::arange(&c, 1, 11, 1, 3).unwrap();
     assert_eq!(i.sum().unwrap().scalar().unwrap(), 55);

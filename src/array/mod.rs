@@ -39,7 +39,7 @@
 //! | `x > 0`, `np.where(c, x, 0)`, `np.clip`   | `x.greater(0.0)`, [`Array::where_`]`(&c, &x, 0.0)`, `x.clip(lo, hi)` |
 //! | `x.map_blocks(f)`                         | [`x.map_blocks(f)`](Array::map_blocks), or per element [`x.map(f)`](Array::map) |
 //! | `x.sum()`, `x.mean(axis=0)`, `x.std(0)`   | `x.sum()?`, `x.mean_axis(&[0])?`, `x.std_axis(&[0])?`   |
-//! | `x.argmin()`, `np.nanmax(x)`, `x.cumsum(1)` | `x.argmin()?`, `x.nanmax()?`, `x.cumsum(1)?`          |
+//! | `x.argmin()`, `np.nanmax(x)`, `np.nanargmin(x, 1)`, `x.cumsum(1)` | `x.argmin()?`, `x.nanmax()?`, `x.nanargmin_axis(1)?`, `x.cumsum(1)?` |
 //! | `x @ y`, `x.T`, `da.tensordot`, `da.linalg.tsqr` | `x.matmul(&y)?`, `x.t()`, `x.tensordot(&y, (1, 0))?`, `x.tsqr()?` |
 //! | `x[1:9:2, 3, None]`, `x[mask]`            | `x.slice(&[Idx::range(1, Some(9), 2), Idx::Index(3), Idx::NewAxis])?`, `x.mask(&m)?` |
 //! | `x.rechunk`, `reshape`, `da.concatenate`, `da.stack` | [`rechunk`](Array::rechunk), [`reshape`](Array::reshape), [`Array::concatenate`], [`Array::stack`] |

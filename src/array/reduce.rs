@@ -38,8 +38,11 @@ pub(crate) struct Reducer<T, S, O> {
     name: &'static str,
     block: BlockFn<T, S>,
     merge: fn(S, S) -> S,
-    finish: Arc<dyn Fn(S) -> O + Send + Sync>,
+    finish: FinishFn<S, O>,
 }
+
+/// Turns a final partial into the result (or says why there is none).
+pub(crate) type FinishFn<S, O> = Arc<dyn Fn(S) -> std::result::Result<O, String> + Send + Sync>;
 
 /// Folds `v` over `axes` (keeping them with length 1): `f` folds elements into a state,
 /// `merge` folds states (for the second and later axes).
@@ -275,19 +278,21 @@ fn moments_block<T: Float>(
 /// A value and its index, for `argmin` and `argmax`.
 type Candidate<T> = Option<(T, i64)>;
 
-/// The better of two `(value, index)` candidates: `first_wins(a, b)` says whether `a` beats
-/// `b` on value; equal values go to the smaller index. NaN beats everything (as NumPy).
+/// The better of two `(value, index)` candidates: `lt(a, b)` says whether value `a` beats
+/// value `b`; equal values go to the smaller index. NaN beats every number when `nan_wins`
+/// (NumPy's `argmin`), loses to every number otherwise (`nanargmin`).
 fn pick<T: Element>(
     a: Option<(T, i64)>,
     b: Option<(T, i64)>,
     lt: fn(T, T) -> bool,
+    nan_wins: bool,
 ) -> Option<(T, i64)> {
     match (a, b) {
         (None, x) | (x, None) => x,
         (Some(a), Some(b)) => {
             let better = |x: (T, i64), y: (T, i64)| {
                 if x.0.is_nan_value() != y.0.is_nan_value() {
-                    x.0.is_nan_value()
+                    x.0.is_nan_value() == nan_wins
                 } else if x.0.is_nan_value() || x.0 == y.0 {
                     x.1 < y.1
                 } else {
@@ -378,7 +383,7 @@ impl<T: Element> Array<T> {
         out_keep: &Chunks,
         roots: Vec<Delayed<ArrayD<S>>>,
         name: &'static str,
-        finish: Arc<dyn Fn(S) -> O + Send + Sync>,
+        finish: FinishFn<S, O>,
     ) -> Array<O>
     where
         S: Clone + Send + Sync + 'static,
@@ -395,7 +400,13 @@ impl<T: Element> Array<T> {
                     let p = v
                         .pop()
                         .ok_or_else(|| internal("a reduction lost its input"))?;
-                    let out = p.mapv(|s| finish(s));
+                    let data = p
+                        .iter()
+                        .map(|s| finish(s.clone()))
+                        .collect::<std::result::Result<Vec<O>, String>>()
+                        .map_err(|e| crate::graph::user_error(Error::Invalid(e)))?;
+                    let out = ArrayD::from_shape_vec(p.raw_dim(), data)
+                        .map_err(|e| internal(e.to_string()))?;
                     if out.shape() != shape.as_slice() {
                         return Err(internal("a reduction produced a block of the wrong shape"));
                     }
@@ -552,7 +563,7 @@ impl<T: Numeric> Array<T> {
                 name: "sum",
                 block: Arc::new(|v, axes, _| sum_block(v, axes)),
                 merge: T::num_add,
-                finish: Arc::new(|s| s),
+                finish: Arc::new(Ok),
             },
         )
     }
@@ -573,7 +584,7 @@ impl<T: Numeric> Array<T> {
                     )
                 }),
                 merge: T::num_mul,
-                finish: Arc::new(|s| s),
+                finish: Arc::new(Ok),
             },
         )
     }
@@ -617,7 +628,7 @@ impl<T: Numeric> Array<T> {
                     )
                 }),
                 merge,
-                finish: Arc::new(|s: Option<T>| s.unwrap_or_default()),
+                finish: Arc::new(|s: Option<T>| Ok(s.unwrap_or_default())),
             },
         )
     }
@@ -625,42 +636,39 @@ impl<T: Numeric> Array<T> {
     /// The flat index (row-major, over the whole array) of the first minimum; the first NaN if
     /// any (`np.argmin`).
     pub fn argmin(&self) -> Result<Array<i64>> {
-        self.arg(None, "argmin", |a, b| a < b)
+        self.arg(None, "argmin")
     }
 
     /// The flat index of the first maximum; the first NaN if any (`np.argmax`).
     pub fn argmax(&self) -> Result<Array<i64>> {
-        self.arg(None, "argmax", |a, b| a > b)
+        self.arg(None, "argmax")
     }
 
     /// The index along `axis` of the first minimum (`np.argmin(x, axis)`).
     pub fn argmin_axis(&self, axis: usize) -> Result<Array<i64>> {
-        self.arg(Some(axis), "argmin", |a, b| a < b)
+        self.arg(Some(axis), "argmin")
     }
 
     /// The index along `axis` of the first maximum (`np.argmax(x, axis)`).
     pub fn argmax_axis(&self, axis: usize) -> Result<Array<i64>> {
-        self.arg(Some(axis), "argmax", |a, b| a > b)
+        self.arg(Some(axis), "argmax")
     }
 
-    fn arg(
-        &self,
-        axis: Option<usize>,
-        name: &'static str,
-        lt: fn(T, T) -> bool,
-    ) -> Result<Array<i64>> {
+    fn arg(&self, axis: Option<usize>, name: &'static str) -> Result<Array<i64>> {
         let axes = match axis {
             Some(a) => vec![a],
             None => self.all_axes(),
         };
         check_axes(&axes, self.shape(), name)?;
         self.nonempty(&axes, name)?;
-        let merge: fn(Candidate<T>, Candidate<T>) -> Candidate<T> = if name == "argmin" {
-            |a, b| pick(a, b, |x, y| x < y)
-        } else {
-            |a, b| pick(a, b, |x, y| x > y)
-        };
-        let _ = lt;
+        let skip_nan = name.starts_with("nan");
+        let merge: fn(Candidate<T>, Candidate<T>) -> Candidate<T> =
+            match (name.ends_with("min"), skip_nan) {
+                (true, false) => |a, b| pick(a, b, |x, y| x < y, true),
+                (false, false) => |a, b| pick(a, b, |x, y| x > y, true),
+                (true, true) => |a, b| pick(a, b, |x, y| x < y, false),
+                (false, true) => |a, b| pick(a, b, |x, y| x > y, false),
+            };
         let flat = axis.is_none();
         self.reduce(
             &axes,
@@ -701,7 +709,12 @@ impl<T: Numeric> Array<T> {
                     }
                 }),
                 merge,
-                finish: Arc::new(|s: Option<(T, i64)>| s.map_or(0, |(_, i)| i)),
+                finish: Arc::new(move |s: Option<(T, i64)>| match s {
+                    Some((x, _)) if skip_nan && x.is_nan_value() => {
+                        Err(format!("{name}: an all-NaN slice has no index"))
+                    }
+                    s => Ok(s.map_or(0, |(_, i)| i)),
+                }),
             },
         )
     }
@@ -882,7 +895,7 @@ impl<T: Float> Array<T> {
             &out_keep,
             roots.clone(),
             "mean",
-            Arc::new(|m: Moments<T>| if m.n > T::zero() { m.mean } else { T::nan() }),
+            Arc::new(|m: Moments<T>| Ok(if m.n > T::zero() { m.mean } else { T::nan() })),
         );
         let std = self.finish_roots(
             &axes,
@@ -891,11 +904,11 @@ impl<T: Float> Array<T> {
             "std",
             Arc::new(move |m: Moments<T>| {
                 let d = m.n - ddof;
-                if d > T::zero() {
+                Ok(if d > T::zero() {
                     (m.m2 / d).sqrt()
                 } else {
                     T::nan()
-                }
+                })
             }),
         );
         Ok((mean, std))
@@ -933,7 +946,7 @@ impl<T: Float> Array<T> {
                     )
                 }),
                 merge: |a, b| a + b,
-                finish: Arc::new(|s| s),
+                finish: Arc::new(Ok),
             },
         )
     }
@@ -954,9 +967,31 @@ impl<T: Float> Array<T> {
                     )
                 }),
                 merge: |a, b| a * b,
-                finish: Arc::new(|s| s),
+                finish: Arc::new(Ok),
             },
         )
+    }
+
+    /// The flat index of the first minimum, ignoring NaNs (`np.nanargmin`); an all-NaN array
+    /// is an error when computed.
+    pub fn nanargmin(&self) -> Result<Array<i64>> {
+        self.arg(None, "nanargmin")
+    }
+
+    /// The flat index of the first maximum, ignoring NaNs (`np.nanargmax`).
+    pub fn nanargmax(&self) -> Result<Array<i64>> {
+        self.arg(None, "nanargmax")
+    }
+
+    /// The index along `axis` of the first minimum, ignoring NaNs; an all-NaN slice is an
+    /// error when computed.
+    pub fn nanargmin_axis(&self, axis: usize) -> Result<Array<i64>> {
+        self.arg(Some(axis), "nanargmin")
+    }
+
+    /// The index along `axis` of the first maximum, ignoring NaNs.
+    pub fn nanargmax_axis(&self, axis: usize) -> Result<Array<i64>> {
+        self.arg(Some(axis), "nanargmax")
     }
 
     /// The minimum over `axes`, ignoring NaNs (NaN where all are NaN).
@@ -987,11 +1022,11 @@ impl<T: Float> Array<T> {
                 merge: merge_moments,
                 finish: Arc::new(move |m: Moments<T>| {
                     if mean_only {
-                        return if m.n > T::zero() { m.mean } else { T::nan() };
+                        return Ok(if m.n > T::zero() { m.mean } else { T::nan() });
                     }
                     let d = m.n - ddof;
                     let var = if d > T::zero() { m.m2 / d } else { T::nan() };
-                    if sqrt { var.sqrt() } else { var }
+                    Ok(if sqrt { var.sqrt() } else { var })
                 }),
             },
         )
@@ -1032,7 +1067,7 @@ impl Array<bool> {
                     fold_axes(v, axes, false, |a, &x| *a || x, |a, b| *a || *b)
                 }),
                 merge: |a, b| a || b,
-                finish: Arc::new(|s| s),
+                finish: Arc::new(Ok),
             },
         )
     }
@@ -1047,7 +1082,7 @@ impl Array<bool> {
                     fold_axes(v, axes, true, |a, &x| *a && x, |a, b| *a && *b)
                 }),
                 merge: |a, b| a && b,
-                finish: Arc::new(|s| s),
+                finish: Arc::new(Ok),
             },
         )
     }
