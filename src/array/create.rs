@@ -1,22 +1,22 @@
 //! Making arrays: from an `ndarray`, constants, ranges, random numbers, a function of the
 //! index, `.npy` files; and writing them back.
 
-use std::io::{self, BufWriter, Seek, SeekFrom, Write};
+use std::io::{self, BufWriter, Seek, Write};
 use std::path::Path;
 use std::sync::Arc;
 
-use ndarray::{ArrayD, Dimension, IxDyn};
+use ndarray::{ArrayD, Dimension};
 use ndarray_npy::npy::header::{Header, Layout};
 
 use super::chunks::{IntoChunks, fmt_shape};
 use super::element::{Element, Float, Numeric};
 use super::kernels::{
-    Fill, FlatFn, FlatGen, IndexFn, IndexGen, Kernel, Read, Source, standard_strides,
+    Fill, FlatFn, FlatGen, IndexFn, IndexGen, Kernel, Read, Source, for_each_lane, standard_strides,
 };
 use super::random;
 use super::{Array, Block, Chunks, block_view};
 use crate::cluster::Cluster;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, TaskFailure};
 
 impl<T: Element> Array<T> {
     /// An array whose block at `offset` of `shape` is computed by `make(offset, shape)`.
@@ -134,9 +134,10 @@ impl<T: Element> Array<T> {
     }
 
     /// Reads a `.npy` file (NumPy's format, versions 1 to 3, of this element type) cut into
-    /// `chunks`. A file in C order is read lazily: each block task reads its own region of the
-    /// file (contiguous runs, one read each), so a file larger than memory can be reduced block
-    /// by block. A Fortran-order file is read whole, once.
+    /// `chunks`. A file in C order is read lazily, like a generator: each block task reads its
+    /// own region of the file when it runs (one positioned read per contiguous run) and keeps
+    /// nothing, so a file larger than memory can be reduced block by block. A Fortran-order
+    /// file is read whole, once.
     pub fn from_npy(
         cluster: &Cluster,
         path: impl AsRef<Path>,
@@ -186,28 +187,25 @@ impl<T: Element> Array<T> {
             )));
         }
         let chunks = chunks.into_chunks(&shape)?;
-        let strides = standard_strides(&shape);
-        let descr = Arc::new(header);
-        let path = Arc::new(path);
-        let tasks = (0..chunks.num_blocks())
-            .map(|i| {
-                let (offset, bshape) = (chunks.block_offset(i), chunks.block_shape(i));
-                let (path, descr, strides) = (path.clone(), descr.clone(), strides.clone());
-                cluster
-                    .try_delayed(move || {
-                        read_region::<T>(&path, data_start, &descr, &strides, &offset, &bshape)
-                    })
-                    .label(&format!(
-                        "array-from_npy[{}]",
-                        super::fmt_index(&chunks.block_index(i))
-                    ))
+        let source = Arc::new(NpySource {
+            path,
+            data_start,
+            header,
+            strides: standard_strides(&shape),
+        });
+        Self::generated(cluster, &shape, chunks, "from_npy", |offset, bshape| {
+            Arc::new(NpyRead::<T> {
+                source: source.clone(),
+                offset,
+                shape: bshape,
+                _t: std::marker::PhantomData,
             })
-            .collect();
-        Ok(Array::from_tasks(cluster, chunks, tasks, "from_npy"))
+        })
     }
 
-    /// Writes the array to a `.npy` file, block row by block row: only one band of blocks
-    /// along the first axis is in memory at a time.
+    /// Writes the array to a `.npy` file in bands of whole rows, each about the size of one
+    /// block, one band after the other: only the band being written and the blocks it is cut
+    /// from are in memory.
     pub fn to_npy(&self, path: impl AsRef<Path>) -> Result<()> {
         self.check()?;
         let path = path.as_ref();
@@ -225,21 +223,29 @@ impl<T: Element> Array<T> {
         let band = if self.ndim() == 0 {
             self.clone()
         } else {
-            let mut axes: Vec<Vec<usize>> = self.chunks.axes().to_vec();
-            for (k, a) in axes.iter_mut().enumerate().skip(1) {
-                *a = vec![self.shape[k]];
-            }
-            if self.shape.iter().skip(1).product::<usize>() == 0 {
-                axes[0] = vec![self.shape[0]];
-            }
+            // bands of whole rows, about as large as one block
+            let row: usize = self.shape.iter().skip(1).product();
+            let rows = self
+                .chunks
+                .max_block_len()
+                .checked_div(row)
+                .map_or(self.shape[0], |r| r.max(1));
+            let mut axes = vec![super::chunks::regular_axis(self.shape[0], rows)];
+            axes.extend(self.shape.iter().skip(1).map(|&n| vec![n]));
             self.rechunk(Chunks::from_axes(axes))?
         };
         let file = std::fs::File::create(path).map_err(io)?;
         let mut w = BufWriter::new(file);
         w.write_all(&bytes).map_err(io)?;
-        for i in 0..band.num_blocks() {
-            let chunk = band.block_task(i).compute()?;
-            let shape = band.chunks.block_shape(i);
+        // The band tasks are taken out and the banded array dropped, so that each band is
+        // freed once written.
+        let shapes: Vec<Vec<usize>> = (0..band.num_blocks())
+            .map(|i| band.chunks.block_shape(i))
+            .collect();
+        let tasks = band.block_tasks();
+        drop(band);
+        for (task, shape) in tasks.into_iter().zip(shapes) {
+            let chunk = task.compute()?;
             let view = block_view::<T>(&chunk, &shape)
                 .map_err(|_| Error::Invalid("internal error: block size".into()))?;
             let slice = view
@@ -384,49 +390,68 @@ impl Array<f64> {
     }
 }
 
-/// Reads the block at `offset` of `shape` from a C-order `.npy` file whose data starts at
-/// `data_start`: one read per run of consecutive elements.
-fn read_region<T: Element>(
-    path: &Path,
+/// A C-order `.npy` file: where its data starts and how to decode it.
+struct NpySource {
+    path: std::path::PathBuf,
     data_start: u64,
-    header: &Header,
-    strides: &[usize],
-    offset: &[usize],
-    shape: &[usize],
-) -> Result<super::kernels::Chunk> {
-    let io = |e: std::io::Error| Error::io(path, e);
-    let n: usize = shape.iter().product();
-    // runs of consecutive flat indices: (first flat index, length)
-    let mut runs: Vec<(usize, usize)> = Vec::new();
-    super::kernels::for_each_lane(shape, 0, n, |idx, _, count| {
-        let flat: usize = idx
-            .iter()
-            .zip(offset)
-            .zip(strides)
-            .map(|((i, o), s)| (i + o) * s)
-            .sum();
-        match runs.last_mut() {
-            Some((first, len)) if *first + *len == flat => *len += count,
-            _ => runs.push((flat, count)),
-        }
-    });
-    let size = std::mem::size_of::<T>() as u64;
-    let mut file = std::fs::File::open(path).map_err(io)?;
-    let mut data: Vec<T> = Vec::with_capacity(n);
-    for (first, len) in runs {
-        file.seek(SeekFrom::Start(data_start + first as u64 * size))
-            .map_err(io)?;
-        let part = T::read_to_end_exact_vec(
-            io::Read::take(&mut file, len as u64 * size),
-            &header.type_descriptor,
-            len,
-        )
-        .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
-        data.extend(part);
+    header: Header,
+    strides: Vec<usize>,
+}
+
+/// A leaf reading its block's elements from a `.npy` file when evaluated (nothing is held
+/// between evaluations): one positioned read per run of consecutive elements of a tile.
+struct NpyRead<T> {
+    source: Arc<NpySource>,
+    offset: Vec<usize>,
+    shape: Vec<usize>,
+    _t: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T: Element> Kernel<T> for NpyRead<T> {
+    fn arity(&self) -> usize {
+        0
     }
-    let a = ArrayD::from_shape_vec(IxDyn(shape), data)
-        .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
-    Ok(Arc::new(a))
+
+    fn describe(&self) -> String {
+        format!("read({})", self.source.path.display())
+    }
+
+    fn eval(
+        &self,
+        _: &[super::kernels::Chunk],
+        start: usize,
+        out: &mut [T],
+    ) -> std::result::Result<(), TaskFailure> {
+        let src = &self.source;
+        let fail = |e: Error| crate::graph::user_error(e);
+        // runs of consecutive flat indices of the file: (first, length, position in `out`)
+        let mut runs: Vec<(usize, usize, usize)> = Vec::new();
+        for_each_lane(&self.shape, start, out.len(), |idx, o, count| {
+            let flat: usize = idx
+                .iter()
+                .zip(&self.offset)
+                .zip(&src.strides)
+                .map(|((i, off), s)| (i + off) * s)
+                .sum();
+            match runs.last_mut() {
+                Some((first, len, _)) if *first + *len == flat => *len += count,
+                _ => runs.push((flat, count, o)),
+            }
+        });
+        let size = std::mem::size_of::<T>();
+        let mut file = std::fs::File::open(&src.path).map_err(|e| fail(Error::io(&src.path, e)))?;
+        let mut bytes = Vec::new();
+        for (first, len, at) in runs {
+            bytes.resize(len * size, 0);
+            file.seek(io::SeekFrom::Start(src.data_start + (first * size) as u64))
+                .and_then(|_| io::Read::read_exact(&mut file, &mut bytes))
+                .map_err(|e| fail(Error::io(&src.path, e)))?;
+            let part = T::read_to_end_exact_vec(&bytes[..], &src.header.type_descriptor, len)
+                .map_err(|e| fail(Error::Invalid(format!("{}: {e}", src.path.display()))))?;
+            out[at..at + len].copy_from_slice(&part);
+        }
+        Ok(())
+    }
 }
 
 /// Checks that a shape and a total agree (used by `reshape`).

@@ -55,10 +55,15 @@
 //! `random_normal(..).sum()` runs one task per block that generates and sums the block in
 //! cache-sized slabs of rows, so an array far larger than memory is reduced with a few hundred
 //! kilobytes per pool thread (the test `tests/array_memory.rs` sums 192 MB under a 64 MB
-//! budget with a peak resident size of about 7 MB). Arrays built from reductions (the
-//! means above), `rechunk`, slicing and `persist` are held as computed blocks; the others are
-//! recomputed by each consumer (cheap for generators; call [`persist`](Array::persist) to keep
-//! an expensive intermediate).
+//! budget with a peak resident size of about 7 MB).
+//!
+//! Arrays whose blocks are task outputs (reductions such as the means above, `rechunk`,
+//! slicing, `reshape`, `matmul`, `map_blocks`, `persist`) keep their computed blocks while the
+//! array is alive, like a persisted dask array: a second `compute` reuses them. Within one
+//! expression (`x.rechunk(c)?.sum()?`) the intermediate array is dropped at once and each
+//! block is freed as soon as its consumer has read it. Arrays of fused kernels (creation and
+//! elementwise operations) hold nothing and are recomputed by each consumer: cheap for
+//! generators; call [`persist`](Array::persist) to keep an expensive intermediate.
 //!
 //! ## Errors
 //!
