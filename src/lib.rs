@@ -38,6 +38,7 @@
 
 #![warn(missing_docs)]
 
+pub mod array;
 pub mod bag;
 pub mod cluster;
 pub mod diagnostics;
@@ -49,6 +50,7 @@ pub mod map;
 pub mod run;
 pub mod train;
 
+pub use array::Array;
 pub use bag::{Bag, TextOptions};
 pub use cluster::{Cluster, ClusterBuilder, Plan, Settings};
 pub use diagnostics::{Dashboard, PerformanceReport};
