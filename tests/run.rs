@@ -672,3 +672,72 @@ fn the_shipped_example_runs() {
     assert_eq!(fib30.unwrap(), format!("{}\n", fib(30)));
     assert_eq!(hello.unwrap(), "task hello is rank 2\n");
 }
+
+/// GET `path` from a local HTTP server; the body, or None while it does not answer.
+fn http_get(addr: &str, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).ok()?;
+    reply
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+}
+
+#[test]
+fn the_dashboard_of_a_batch_reports_its_tasks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let run = run_yaml(d, "");
+    let tasks = d.join("tasks.yaml");
+    write(
+        &tasks,
+        "tasks:\n  - command: sleep 2\n    name: slow-a\n  - command: sleep 2\n    name: slow-b\n",
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_onebox"))
+        .args([
+            "run",
+            run.to_str().unwrap(),
+            tasks.to_str().unwrap(),
+            "--name",
+            "dash",
+            "-q",
+            "--dashboard",
+            &addr,
+        ])
+        .current_dir(d)
+        .env("ONEBOX_STATE_DIR", d.join("state"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut status: Option<Value> = None;
+    wait_for("the dashboard to show both tasks", || {
+        status = http_get(&addr, "/api/status").and_then(|b| serde_json::from_str(b.trim()).ok());
+        status
+            .as_ref()
+            .is_some_and(|s| s["totals"]["submitted"].as_u64() == Some(2))
+    });
+    let groups: Vec<String> = status.unwrap()["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["name"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        groups.contains(&"slow-a".to_string()) && groups.contains(&"slow-b".to_string()),
+        "{groups:?}"
+    );
+    assert!(child.wait().unwrap().success());
+}

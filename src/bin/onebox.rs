@@ -52,6 +52,9 @@ enum Command {
         /// No progress output (errors still go to stderr).
         #[arg(long, short)]
         quiet: bool,
+        /// Serve the live dashboard of the batch at ADDR (e.g. 127.0.0.1:8787, or a port).
+        #[arg(long, value_name = "ADDR")]
+        dashboard: Option<String>,
     },
     /// Show where each task of a run stands: done, failed, running, pending, exit codes,
     /// durations, attempts. Finds the run by --name (a run started on this machine), by
@@ -111,6 +114,7 @@ fn run(cli: Cli) -> onebox::Result<ExitCode> {
             max_parallel,
             dry_run,
             quiet,
+            dashboard,
         } => {
             use onebox::run::{self, ProgressMode, RunOptions, TaskState};
             let spec = run::spec::read_run_file(&run_yaml)?;
@@ -135,6 +139,7 @@ fn run(cli: Cli) -> onebox::Result<ExitCode> {
                 overwrite,
                 max_parallel,
                 dry_run,
+                dashboard,
                 progress: if quiet {
                     ProgressMode::Quiet
                 } else {

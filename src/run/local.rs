@@ -163,12 +163,19 @@ pub(crate) fn run(
         return Ok((Vec::new(), false));
     }
     let threads = slots.max_parallel.min(n).max(1);
-    let cluster = Cluster::builder()
+    let mut builder = Cluster::builder()
         .threads(threads)
         .gpus(0)
         .memory_limit("1GB")
         .ignore_env()
-        .build()?;
+        .progress(false);
+    if let Some(addr) = &opts.dashboard {
+        builder = builder.dashboard(addr.clone());
+    }
+    let cluster = builder.build()?;
+    if let Some(url) = cluster.dashboard_url() {
+        eprintln!("onebox: dashboard at {url}");
+    }
     let journal_path = dir.journal_file();
     let mut journal = std::fs::OpenOptions::new()
         .create(true)

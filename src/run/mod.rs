@@ -116,6 +116,8 @@ pub struct RunOptions {
     pub progress: ProgressMode,
     /// Stop the run as SIGINT would: set it from another thread to interrupt.
     pub stop: Arc<AtomicBool>,
+    /// Serve the live dashboard of a local run at this address (`127.0.0.1:8787`, or a port).
+    pub dashboard: Option<String>,
 }
 
 impl RunOptions {
@@ -129,6 +131,7 @@ impl RunOptions {
             dry_run: false,
             progress: ProgressMode::Auto,
             stop: Arc::new(AtomicBool::new(false)),
+            dashboard: None,
         }
     }
 }
