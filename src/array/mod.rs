@@ -79,6 +79,7 @@ mod chunks;
 mod create;
 mod element;
 mod elementwise;
+pub mod gpu;
 pub mod kernels;
 mod linalg;
 mod random;
@@ -92,6 +93,7 @@ use ndarray::{ArrayD, ArrayViewD, IxDyn, Slice};
 pub use chunks::{Chunks, IntoChunks};
 pub use element::{Element, Float, Numeric};
 pub use elementwise::Operand;
+pub use gpu::{GpuArray, GpuElement, gpu_for_block};
 pub use structure::Idx;
 
 use crate::cluster::Cluster;
