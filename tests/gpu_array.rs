@@ -251,6 +251,15 @@ where
         let a2 = a.abs().sqrt(); // a fused expression feeds the product
         let gpu = a2.on_gpus().matmul(&b).unwrap().compute().unwrap();
         let cpu = a2.matmul(&b).unwrap().compute().unwrap();
+        let b2 = (&b * lit::<T>(0.5)).tanh();
+        let both = a2
+            .on_gpus()
+            .matmul_gpu(&b2.on_gpus())
+            .unwrap()
+            .compute()
+            .unwrap();
+        let both_cpu = a2.matmul(&b2).unwrap().compute().unwrap();
+        assert_all_close(&both, &both_cpu, rel * k as f64, "matmul_gpu");
         assert_eq!(gpu.shape(), &[m, n]);
         // error of a k-term dot product: scale by the sum of |products|
         let mag = a2.abs().matmul(&b.abs()).unwrap().compute().unwrap();

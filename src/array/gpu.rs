@@ -34,7 +34,7 @@
 //! | [`compute`](GpuArray::compute), [`to_host`](GpuArray::to_host) | the leaves of each block | one fused elementwise kernel per block; download |
 //! | [`sum`](GpuArray::sum), [`mean`](GpuArray::mean), [`min`](GpuArray::min), [`max`](GpuArray::max) | leaves; the tree combining per-block partials | one fused reduction kernel per block |
 //! | [`var`](GpuArray::var), [`std`](GpuArray::std) | the same, twice                  | pass 1: sum; pass 2: `sum((x - mean)^2)`     |
-//! | [`matmul`](GpuArray::matmul)                  | the blocks of both operands       | cuBLAS products, accumulated per output block |
+//! | [`matmul`](GpuArray::matmul), [`matmul_gpu`](GpuArray::matmul_gpu) | the leaves of both operands' blocks | their fused expressions; cuBLAS products, accumulated per output block |
 //!
 //! Blocks are spread over the chosen GPUs round-robin in row-major block order
 //! ([`gpu_for_block`]): block `i` goes to `gpus[i % gpus.len()]`. Results come back to host
@@ -481,6 +481,17 @@ impl<T: GpuElement> GpuArray<T> {
     /// cuBLAS on the output block's GPU, accumulated there, then downloaded. `self`'s blocks
     /// are computed as by [`to_host`](GpuArray::to_host), `other`'s by its CPU block tasks.
     pub fn matmul(&self, other: &Array<T>) -> Result<Array<T>> {
+        self.matmul_impl(other, None)
+    }
+
+    /// Like [`matmul`](GpuArray::matmul), with `other`'s blocks computed on its GPUs too (each
+    /// block's fused expression there, then downloaded for the product's task).
+    pub fn matmul_gpu(&self, other: &GpuArray<T>) -> Result<Array<T>> {
+        other.check("matmul")?;
+        self.matmul_impl(&other.array, Some(&other.gpus))
+    }
+
+    fn matmul_impl(&self, other: &Array<T>, other_gpus: Option<&Arc<[usize]>>) -> Result<Array<T>> {
         self.check("matmul")?;
         other.check()?;
         let a = &self.array;
@@ -503,7 +514,18 @@ impl<T: GpuElement> GpuArray<T> {
         let a_tasks = (0..a.num_blocks())
             .map(|i| self.block_task(i))
             .collect::<Result<Vec<_>>>()?;
-        let b_tasks = b.block_tasks();
+        let b_tasks = match other_gpus {
+            Some(gpus) => {
+                let g = GpuArray {
+                    array: b.clone(),
+                    gpus: gpus.clone(),
+                };
+                (0..b.num_blocks())
+                    .map(|i| g.block_task(i))
+                    .collect::<Result<Vec<_>>>()?
+            }
+            None => b.block_tasks(),
+        };
         let (gi, gl) = (a.chunks().ax(0).len(), a.chunks().ax(1).len());
         let gj = b.chunks().ax(1).len();
         let out = Chunks::from_axes(vec![a.chunks().ax(0).to_vec(), b.chunks().ax(1).to_vec()]);
