@@ -70,9 +70,11 @@ fn chain<T: GpuElement>(x: &Array<T>, y: &Array<T>, row: &Array<T>) -> Array<T> 
     let two = lit::<T>(2.0);
     let half = lit::<T>(0.5);
     let t = ((x - row) / (y.abs() + half)).tanh() * two;
-    let u = (x.abs() + half).ln().sqrt() - y.sin() * x.cos();
+    let one_half = lit::<T>(1.5);
+    // every step well-conditioned (bounded derivatives), so both sides agree to rounding
+    let u = (x.abs() + one_half).ln().sqrt() - y.sin() * x.cos();
     let v = (t.maximum(&u) - (x.clip(-half, half)).exp()).powi(2);
-    -(v.recip() + x.abs().powf(1.5)) + (y * y).minimum(two)
+    -((v + two).recip() + x.abs().powf(1.5)) + (y * y).minimum(two)
 }
 
 fn gpu_ran(events: &crossbeam::channel::Receiver<Event>) -> usize {
@@ -251,6 +253,9 @@ where
         let a2 = a.abs().sqrt(); // a fused expression feeds the product
         let gpu = a2.on_gpus().matmul(&b).unwrap().compute().unwrap();
         let cpu = a2.matmul(&b).unwrap().compute().unwrap();
+        assert_eq!(gpu.shape(), &[m, n]);
+        check_product(&gpu, &cpu, &a2, &b, rel);
+        // the right operand fused on the GPUs too
         let b2 = (&b * lit::<T>(0.5)).tanh();
         let both = a2
             .on_gpus()
@@ -258,22 +263,37 @@ where
             .unwrap()
             .compute()
             .unwrap();
-        let both_cpu = a2.matmul(&b2).unwrap().compute().unwrap();
-        assert_all_close(&both, &both_cpu, rel * k as f64, "matmul_gpu");
-        assert_eq!(gpu.shape(), &[m, n]);
-        // error of a k-term dot product: scale by the sum of |products|
-        let mag = a2.abs().matmul(&b.abs()).unwrap().compute().unwrap();
-        for ((g, c), s) in gpu.iter().zip(&cpu).zip(&mag) {
-            let (g, c, s) = (
-                num_traits::ToPrimitive::to_f64(g).unwrap(),
-                num_traits::ToPrimitive::to_f64(c).unwrap(),
-                num_traits::ToPrimitive::to_f64(s).unwrap(),
-            );
-            assert!(
-                close(g, c, rel, s),
-                "matmul {m}x{k}x{n}: GPU {g} != CPU {c}"
-            );
-        }
+        check_product(
+            &both,
+            &a2.matmul(&b2).unwrap().compute().unwrap(),
+            &a2,
+            &b2,
+            rel,
+        );
+    }
+}
+
+/// Compares products within `rel` of the sum of the magnitudes of the terms of each element
+/// (the scale of a dot product's rounding error).
+fn check_product<T: GpuElement>(
+    gpu: &ArrayD<T>,
+    cpu: &ArrayD<T>,
+    a: &Array<T>,
+    b: &Array<T>,
+    rel: f64,
+) {
+    assert_eq!(gpu.shape(), cpu.shape());
+    let mag = a.abs().matmul(&b.abs()).unwrap().compute().unwrap();
+    for ((g, c), s) in gpu.iter().zip(cpu).zip(&mag) {
+        let (g, c, s) = (
+            num_traits::ToPrimitive::to_f64(g).unwrap(),
+            num_traits::ToPrimitive::to_f64(c).unwrap(),
+            num_traits::ToPrimitive::to_f64(s).unwrap(),
+        );
+        assert!(
+            close(g, c, rel, s),
+            "matmul: GPU {g} != CPU {c} (scale {s})"
+        );
     }
 }
 
@@ -284,7 +304,7 @@ fn matmul_f64_matches_the_cpu() {
 
 #[test]
 fn matmul_f32_matches_the_cpu() {
-    matmul_matches_cpu::<f32>(1e-5);
+    matmul_matches_cpu::<f32>(1e-4);
 }
 
 #[test]
