@@ -351,27 +351,31 @@ impl<T: GpuElement> GpuArray<T> {
             let gpu = self.gpu(i)?;
             let p = self.prepare(i);
             let n: usize = p.shape.iter().product();
-            let input = match &extra {
-                Some(m) => p.leaves.zip(m.clone()),
-                None => p.leaves.map(|v| (v, 0.0)),
-            };
             let base = p.expr;
             let label = format!("{}-{name}", self.array.block_label(i));
-            parts.push(
-                Delayed::combine_on_gpu(&cluster, vec![input], gpu, move |g, mut v| {
-                    let (leaves, x) = v
-                        .pop()
-                        .ok_or_else(|| internal("a GPU task lost its input"))?;
-                    if n == 0 {
-                        return Ok(crate::gpu::kernels::combine_partials(op, &[]));
-                    }
-                    let bufs = upload::<T>(g, &leaves)?;
-                    let refs: Vec<&DeviceBuffer<T>> = bufs.iter().collect();
-                    g.reduce(op, &expr_of(base.clone(), x), &refs)
-                        .map_err(gpu_failure)
-                })
-                .label(&label),
-            );
+            let run = move |g: &GpuContext, leaves: Vec<Chunk>, x: f64| {
+                if n == 0 {
+                    return Ok(crate::gpu::kernels::combine_partials(op, &[]));
+                }
+                let bufs = upload::<T>(g, &leaves)?;
+                let refs: Vec<&DeviceBuffer<T>> = bufs.iter().collect();
+                g.reduce(op, &expr_of(base.clone(), x), &refs)
+                    .map_err(gpu_failure)
+            };
+            let lost = || internal("a GPU task lost its input");
+            let part = match &extra {
+                Some(m) => {
+                    let input = p.leaves.zip(m.clone());
+                    Delayed::combine_on_gpu(&cluster, vec![input], gpu, move |g, mut v| {
+                        let (leaves, x) = v.pop().ok_or_else(lost)?;
+                        run(g, leaves, x)
+                    })
+                }
+                None => Delayed::combine_on_gpu(&cluster, vec![p.leaves], gpu, move |g, mut v| {
+                    run(g, v.pop().ok_or_else(lost)?, 0.0)
+                }),
+            };
+            parts.push(part.label(&label));
         }
         let fan_in = self.array.fan_in();
         if parts.is_empty() {
@@ -832,13 +836,18 @@ mod tests {
         let c = cluster();
         let x = Array::random_normal(&c, [4, 3], [2, 2], 1).unwrap();
         let y = Array::random_normal(&c, [4, 3], [2, 2], 2).unwrap();
+        let empty = Array::<f64>::zeros(&c, [0, 3], [1, 3]).unwrap();
+        assert_eq!(
+            empty.num_blocks(),
+            1,
+            "an empty array still has a (0-row) block"
+        );
         let gpus: Vec<usize> = (0..c.gpu_count()).collect();
         if gpus.is_empty() {
             return; // the placement check comes first; covered above
         }
         let e = x.on_gpu_set(&gpus).matmul(&y).unwrap_err().to_string();
         assert!(e.contains("not aligned"), "{e}");
-        let empty = Array::<f64>::zeros(&c, [0, 3], [1, 3]).unwrap();
         assert!(empty.on_gpu_set(&gpus).min().is_err());
     }
 }
