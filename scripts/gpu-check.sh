@@ -11,11 +11,13 @@ case "${1:-}" in
 build)
   target="${CARGO_TARGET_DIR:-target}"
   rm -rf "$out_dir" && mkdir -p "$out_dir"
-  cargo build --release --bin onebox --example quickstart --example gpu_bench
-  json=$(cargo test --release --no-run --test gpu --message-format=json 2>/dev/null)
-  bin=$(printf '%s\n' "$json" | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | grep '/gpu-' | tail -n1)
-  cp "$bin" "$out_dir/gpu-tests"
-  cp "$target/release/onebox" "$target/release/examples/quickstart" "$target/release/examples/gpu_bench" "$out_dir/"
+  cargo build --release --bin onebox --example quickstart --example gpu_bench --example gpu_array_bench
+  json=$(cargo test --release --no-run --test gpu --test gpu_array --message-format=json 2>/dev/null)
+  exes=$(printf '%s\n' "$json" | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p')
+  cp "$(printf '%s\n' "$exes" | grep '/gpu-' | tail -n1)" "$out_dir/gpu-tests"
+  cp "$(printf '%s\n' "$exes" | grep '/gpu_array-' | tail -n1)" "$out_dir/gpu-array-tests"
+  cp "$target/release/onebox" "$target/release/examples/quickstart" "$target/release/examples/gpu_bench" \
+    "$target/release/examples/gpu_array_bench" "$out_dir/"
   strip "$out_dir"/* 2>/dev/null || true
   cp scripts/gpu-check.sh "$out_dir/"
   du -sh "$out_dir"
@@ -28,8 +30,14 @@ run)
   echo "== quickstart"; "$dir/quickstart"
   echo "== GPU tests"
   ONEBOX_BIN="$dir/onebox" "$dir/gpu-tests" --test-threads=1 --nocapture || status=1
+  echo "== GPU array tests"
+  "$dir/gpu-array-tests" --test-threads=1 --nocapture || status=1
   echo "== GPU benchmarks"
   "$dir/gpu_bench" "${GPU_BENCH_GIB:-4}"
+  echo "== GPU array benchmark (standardise pipeline, GPU against CPU)"
+  # shellcheck disable=SC2086 # ROWS COLS, split on purpose
+  "$dir/gpu_array_bench" ${GPU_ARRAY_BENCH:-20000 10000} f64 || status=1
+  "$dir/gpu_array_bench" ${GPU_ARRAY_BENCH:-20000 10000} f32 || status=1
   exit "${status:-0}"
   ;;
 *)

@@ -15,8 +15,8 @@ use num_traits::AsPrimitive;
 use super::chunks::fmt_shape;
 use super::element::{Element, Float, Numeric};
 use super::kernels::{
-    BinaryOp, CmpOp, Fill, Kernel, LogicOp, Map1, MapInPlace, Read, Source, UnaryOp, Where3, Zip2,
-    apply_unary, binary_fn, cmp_fn, logic_fn, standard_strides,
+    BinaryOp, CmpOp, Fill, InPlaceOp, Kernel, LogicOp, Map1, MapInPlace, Read, Source, UnaryOp,
+    Where3, Zip2, apply_unary, binary_fn, cmp_fn, logic_fn, standard_strides,
 };
 use super::{Array, Block, Chunks};
 use crate::cluster::Cluster;
@@ -400,6 +400,7 @@ impl<T: Numeric> Array<T> {
                         }
                     }
                 }),
+                op: InPlaceOp::Other,
             })
         })
     }
@@ -410,6 +411,7 @@ impl<T: Numeric> Array<T> {
             Arc::new(MapInPlace {
                 child: k,
                 f: Arc::new(|xs: &mut [T]| xs.iter_mut().for_each(|x| *x = T::num_abs(*x))),
+                op: InPlaceOp::Abs,
             })
         })
     }
@@ -421,7 +423,7 @@ macro_rules! float_unary {
             /// Applies a [`UnaryOp`] elementwise (fused).
             pub fn unary(&self, op: UnaryOp) -> Array<T> {
                 self.map_kernel(unary_name(op), move |k| {
-                    Arc::new(MapInPlace { child: k, f: Arc::new(move |xs: &mut [T]| apply_unary(op, xs)) })
+                    Arc::new(MapInPlace { child: k, f: Arc::new(move |xs: &mut [T]| apply_unary(op, xs)), op: InPlaceOp::Unary(op) })
                 })
             }
             $(
@@ -603,6 +605,7 @@ impl<T: Numeric> Neg for &Array<T> {
             Arc::new(MapInPlace {
                 child: k,
                 f: Arc::new(|xs: &mut [T]| xs.iter_mut().for_each(|x| *x = T::num_neg(*x))),
+                op: InPlaceOp::Neg,
             })
         })
     }
@@ -621,6 +624,7 @@ impl Not for &Array<bool> {
             Arc::new(MapInPlace {
                 child: k,
                 f: Arc::new(|xs: &mut [bool]| xs.iter_mut().for_each(|x| *x = !*x)),
+                op: InPlaceOp::Other,
             })
         })
     }

@@ -17,7 +17,9 @@ use std::sync::Arc;
 use ndarray::{ArrayD, IxDyn};
 
 use super::element::{Element, Float, Numeric};
+use super::gpu::{GpuLeaf, translate};
 use crate::error::{Error, TaskFailure};
+use crate::gpu::Expr;
 
 /// A materialized block, type-erased so that one task graph can carry blocks of any element
 /// type: always an `ndarray::ArrayD<T>` in standard (row-major, contiguous) layout.
@@ -62,6 +64,14 @@ pub(crate) trait Kernel<T>: Send + Sync {
     /// A short description of the tree (for debugging and other backends).
     fn describe(&self) -> String {
         "kernel".into()
+    }
+    /// This node as a GPU expression, its children translated with
+    /// [`translate`](super::gpu::translate) (their inputs start at task input `first`); `None`
+    /// when the node has no GPU equivalent, and then the caller computes it on the CPU as a
+    /// leaf. A node returns `None` before translating any child.
+    fn gpu_expr(&self, first: usize, leaves: &mut Vec<GpuLeaf<T>>) -> Option<Expr> {
+        let _ = (first, leaves);
+        None
     }
 }
 
@@ -321,6 +331,13 @@ impl<T: Element> Kernel<T> for Fill<T> {
         out.fill(self.0);
         Ok(())
     }
+    fn gpu_expr(&self, _: usize, _: &mut Vec<GpuLeaf<T>>) -> Option<Expr> {
+        let v: &dyn Any = &self.0;
+        v.downcast_ref::<f64>()
+            .copied()
+            .or_else(|| v.downcast_ref::<f32>().map(|&x| f64::from(x)))
+            .map(Expr::Const)
+    }
 }
 
 /// A generator of runs of consecutive global flat indices: `f(first_flat_index, out)`.
@@ -418,6 +435,37 @@ pub(crate) type InPlaceFn<T> = Arc<dyn Fn(&mut [T]) + Send + Sync>;
 pub(crate) struct MapInPlace<T> {
     pub(crate) child: Arc<dyn Kernel<T>>,
     pub(crate) f: InPlaceFn<T>,
+    /// What `f` computes, for backends that translate the tree.
+    pub(crate) op: InPlaceOp,
+}
+
+/// What a [`MapInPlace`] computes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum InPlaceOp {
+    /// A float [`UnaryOp`].
+    Unary(UnaryOp),
+    /// The absolute value.
+    Abs,
+    /// The negation.
+    Neg,
+    /// Something else (no GPU equivalent).
+    Other,
+}
+
+/// A float unary operation as a GPU expression of `x`, where the GPU has it.
+pub(crate) fn unary_expr(op: UnaryOp, x: Expr) -> Option<Expr> {
+    Some(match op {
+        UnaryOp::Exp => x.exp(),
+        UnaryOp::Ln => x.ln(),
+        UnaryOp::Sqrt => x.sqrt(),
+        UnaryOp::Sin => x.sin(),
+        UnaryOp::Cos => x.cos(),
+        UnaryOp::Tanh => x.tanh(),
+        UnaryOp::Recip => Expr::Const(1.0) / x,
+        UnaryOp::Powi(n) => x.pow(f64::from(n)),
+        UnaryOp::Powf(p) => x.pow(p),
+        _ => return None,
+    })
 }
 
 impl<T: Element> Kernel<T> for MapInPlace<T> {
@@ -431,6 +479,19 @@ impl<T: Element> Kernel<T> for MapInPlace<T> {
         self.child.eval(inputs, start, out)?;
         (self.f)(out);
         Ok(())
+    }
+    fn gpu_expr(&self, first: usize, leaves: &mut Vec<GpuLeaf<T>>) -> Option<Expr> {
+        let op: fn(Expr) -> Option<Expr> = match self.op {
+            InPlaceOp::Unary(u) => {
+                // checked before the child is translated
+                unary_expr(u, Expr::Const(1.0))?;
+                return unary_expr(u, translate(&self.child, first, leaves));
+            }
+            InPlaceOp::Abs => |x| Some(x.abs()),
+            InPlaceOp::Neg => |x| Some(-x),
+            InPlaceOp::Other => return None,
+        };
+        op(translate(&self.child, first, leaves))
     }
 }
 
@@ -481,6 +542,21 @@ impl<T: Element> Kernel<T> for Binary<T> {
             self.a.describe(),
             self.b.describe()
         )
+    }
+    fn gpu_expr(&self, first: usize, leaves: &mut Vec<GpuLeaf<T>>) -> Option<Expr> {
+        let f: fn(Expr, Expr) -> Expr = match self.op {
+            BinaryOp::Add => |a, b| a + b,
+            BinaryOp::Sub => |a, b| a - b,
+            BinaryOp::Mul => |a, b| a * b,
+            BinaryOp::Div => |a, b| a / b,
+            BinaryOp::Pow => Expr::pow,
+            BinaryOp::Max => Expr::max,
+            BinaryOp::Min => Expr::min,
+            BinaryOp::Rem => return None,
+        };
+        let a = translate(&self.a, first, leaves);
+        let b = translate(&self.b, first + self.a.arity(), leaves);
+        Some(f(a, b))
     }
     fn eval(&self, inputs: &[Chunk], start: usize, out: &mut [T]) -> Result<(), TaskFailure> {
         let (ia, ib) = split(inputs, self.a.arity())?;

@@ -43,6 +43,7 @@
 //! | `x @ y`, `x.T`, `da.tensordot`, `da.linalg.tsqr` | `x.matmul(&y)?`, `x.t()`, `x.tensordot(&y, (1, 0))?`, `x.tsqr()?` |
 //! | `x[1:9:2, 3, None]`, `x[mask]`            | `x.slice(&[Idx::range(1, Some(9), 2), Idx::Index(3), Idx::NewAxis])?`, `x.mask(&m)?` |
 //! | `x.rechunk`, `reshape`, `da.concatenate`, `da.stack` | [`rechunk`](Array::rechunk), [`reshape`](Array::reshape), [`Array::concatenate`], [`Array::stack`] |
+//! | CuPy / `dask.array` with `cupy` chunks    | [`x.on_gpus()`](Array::on_gpus)`.compute()?`, `.sum()?`, `.matmul(&y)?` |
 //! | `x.blocks[i, j]`, `x.persist()`, `x.compute()` | [`x.block(&[i, j])`](Array::block), [`persist`](Array::persist), [`compute`](Array::compute) (an `ndarray`), [`scalar`](Array::scalar) |
 //!
 //! Reductions over every axis give a 0-dimensional array (it broadcasts, and
@@ -65,6 +66,14 @@
 //! elementwise operations) hold nothing and are recomputed by each consumer: cheap for
 //! generators; call [`persist`](Array::persist) to keep an expensive intermediate.
 //!
+//! ## On GPUs
+//!
+//! [`x.on_gpus()`](Array::on_gpus) (or [`on_gpu_set`](Array::on_gpu_set)) places the same lazy
+//! array on the cluster's GPU workers: each block's chain of elementwise operations becomes ONE
+//! fused CUDA kernel, reductions (`sum`, `mean`, `min`, `max`, `var`, `std`) run per block on
+//! the GPUs and combine in the usual tree, and `matmul` multiplies blocks with cuBLAS.
+//! [`gpu`] says what runs where, and what is not on the GPU yet.
+//!
 //! ## Errors
 //!
 //! Creation, reductions and structural operations check shapes and axes at once and return a
@@ -79,6 +88,7 @@ mod chunks;
 mod create;
 mod element;
 mod elementwise;
+pub mod gpu;
 pub mod kernels;
 mod linalg;
 mod random;
@@ -92,6 +102,7 @@ use ndarray::{ArrayD, ArrayViewD, IxDyn, Slice};
 pub use chunks::{Chunks, IntoChunks};
 pub use element::{Element, Float, Numeric};
 pub use elementwise::Operand;
+pub use gpu::{GpuArray, GpuElement, gpu_for_block};
 pub use structure::Idx;
 
 use crate::cluster::Cluster;

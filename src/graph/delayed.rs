@@ -164,6 +164,41 @@ impl<T: Clone + Send + 'static> Delayed<T> {
         }))
     }
 
+    /// Like [`combine`](Delayed::combine), but the task runs on the cluster's GPU `gpu` and
+    /// `f` gets that GPU's context. Without that GPU, the task fails with
+    /// [`Error::NoGpu`](crate::Error::NoGpu).
+    pub(crate) fn combine_on_gpu<U, F>(
+        cluster: &crate::Cluster,
+        items: Vec<Delayed<T>>,
+        gpu: usize,
+        mut f: F,
+    ) -> Delayed<U>
+    where
+        U: Clone + Send + 'static,
+        F: FnMut(&crate::gpu::GpuContext, Vec<T>) -> Result<U, TaskFailure> + Send + 'static,
+    {
+        let inputs: Vec<Arc<dyn Task>> = items
+            .iter()
+            .map(|d| d.node.clone() as Arc<dyn Task>)
+            .collect();
+        let mut slots: Vec<Option<Arc<Node<T>>>> =
+            items.into_iter().map(|d| Some(d.node)).collect();
+        let node = Node::new(cluster.inner(), inputs, move |ctx| {
+            let g = ctx.gpu().ok_or_else(|| {
+                TaskFailure::Error(Arc::new(Error::Invalid(
+                    "a GPU task ran off its GPU worker".into(),
+                )))
+            })?;
+            let values = slots
+                .iter_mut()
+                .map(|s| fetch(s, ctx))
+                .collect::<Result<Vec<T>, _>>()?;
+            f(g, values)
+        });
+        node.core().set_placement(Placement::Gpu(gpu));
+        Delayed::from_node(node)
+    }
+
     /// Runs the task and whatever it needs that has not run yet, on the cluster; returns the
     /// output. A task that already ran is not run again.
     pub fn compute(self) -> Result<T> {
