@@ -5,8 +5,11 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod common;
+use common::jobs::{onebox, text, write};
 
 fn dask_here() -> bool {
     let ok = Command::new("python3")
@@ -67,31 +70,6 @@ impl Drop for DaskCluster {
     }
 }
 
-fn onebox(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_onebox"))
-        .args(args)
-        .current_dir(cwd)
-        .env("ONEBOX_STATE_DIR", cwd.join("state"))
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn write(path: &Path, body: &str) {
-    if let Some(p) = path.parent() {
-        std::fs::create_dir_all(p).unwrap();
-    }
-    std::fs::write(path, body).unwrap();
-}
-
 fn run_yaml(d: &Path, address: &str) {
     write(
         &d.join("run.yaml"),
@@ -119,7 +97,7 @@ fn dask_gives_the_local_results_layout_and_resumes() {
             m = marker.display()
         ),
     );
-    let o = onebox(&["run", "run.yaml", "tasks.yaml", "--name", "k"], d);
+    let o = onebox(&["run", "run.yaml", "tasks.yaml", "--name", "k"], d, None);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let root = d.join("results/k");
     let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap();
@@ -163,6 +141,7 @@ fn dask_gives_the_local_results_layout_and_resumes() {
     let o = onebox(
         &["run", "run.yaml", "tasks.yaml", "--name", "k", "--resume"],
         d,
+        None,
     );
     assert!(o.status.success(), "{}", text(&o));
     assert!(String::from_utf8_lossy(&o.stderr).contains("2 task(s) already done"));
@@ -184,7 +163,7 @@ fn dask_refuses_gpu_tasks_without_gpu_workers() {
             d.join("ran").display()
         ),
     );
-    let o = onebox(&["run", "run.yaml", "tasks.yaml", "--name", "g"], d);
+    let o = onebox(&["run", "run.yaml", "tasks.yaml", "--name", "g"], d, None);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("--resources GPU=N"), "{}", text(&o));
     assert!(!d.join("ran").exists());

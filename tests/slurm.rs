@@ -4,8 +4,11 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod common;
+use common::jobs::{onebox, text, tree, write};
 
 fn slurm_here() -> bool {
     let sbatch = std::env::var_os("PATH")
@@ -21,31 +24,6 @@ fn slurm_here() -> bool {
     true
 }
 
-fn onebox(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_onebox"))
-        .args(args)
-        .current_dir(cwd)
-        .env("ONEBOX_STATE_DIR", cwd.join("state"))
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn write(path: &Path, body: &str) {
-    if let Some(p) = path.parent() {
-        std::fs::create_dir_all(p).unwrap();
-    }
-    std::fs::write(path, body).unwrap();
-}
-
 fn slurm_run_yaml(d: &Path, extra: &str) {
     write(
         &d.join("run.yaml"),
@@ -54,28 +32,6 @@ fn slurm_run_yaml(d: &Path, extra: &str) {
             d.display()
         ),
     );
-}
-
-/// Files under `root` but onebox's own, with their bytes.
-fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            let rel = p.strip_prefix(root).unwrap().display().to_string();
-            if rel == ".onebox" || rel == "summary.json" {
-                continue;
-            }
-            if p.is_dir() {
-                out.insert(format!("{rel}/"), Vec::new());
-                walk(root, &p, out);
-            } else {
-                out.insert(rel, std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(root, root, &mut out);
-    out
 }
 
 #[test]
@@ -90,7 +46,7 @@ fn slurm_gives_the_local_results_layout() {
         &d.join("tasks.yaml"),
         "tasks:\n  - command: echo hello; echo 42 > \"$RESULTS_DIR/answer\"\n    name: hello\n  - command: echo oops >&2; exit 3\n    name: oops\n  - command: [printf, '%s|', a b, \"$HOME\"]\n    name: argv\n  - command: echo \"$ONEBOX_TASK_NAME $ONEBOX_RANK $SEED\"\n    name: übung\n    env: {SEED: 7}\n",
     );
-    let o = onebox(&["run", "run.yaml", "tasks.yaml", "--name", "s"], d);
+    let o = onebox(&["run", "run.yaml", "tasks.yaml", "--name", "s"], d, None);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let root = d.join("results/s");
     let mut want: BTreeMap<String, Vec<u8>> = BTreeMap::new();
@@ -109,7 +65,7 @@ fn slurm_gives_the_local_results_layout() {
     want.insert("hello/results/answer".into(), b"42\n".to_vec());
     assert_eq!(tree(&root), want);
 
-    let st = onebox(&["status", "run.yaml", "--name", "s", "--json"], d);
+    let st = onebox(&["status", "run.yaml", "--name", "s", "--json"], d, None);
     let recs: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
     let got: Vec<(String, Option<i64>, u64)> = recs
         .as_array()
@@ -149,7 +105,7 @@ fn slurm_gives_gpus_timeouts_retries_and_groups() {
         tasks.push_str(&format!("  - command: echo {i}\n    name: tiny{i}\n"));
     }
     write(&d.join("tasks.yaml"), &tasks);
-    let o = onebox(&["run", "run.yaml", "tasks.yaml", "--name", "g"], d);
+    let o = onebox(&["run", "run.yaml", "tasks.yaml", "--name", "g"], d, None);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let root = d.join("results/g");
     let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap();
@@ -236,6 +192,7 @@ fn slurm_interrupt_cancels_and_resume_finishes() {
     let o = onebox(
         &["run", "run.yaml", "tasks.yaml", "--name", "i", "--resume"],
         d,
+        None,
     );
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(std::fs::read(root.join("slow/status")).unwrap(), b"0\n");
