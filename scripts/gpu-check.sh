@@ -12,13 +12,15 @@ build)
   target="${CARGO_TARGET_DIR:-target}"
   rm -rf "$out_dir" && mkdir -p "$out_dir"
   cargo build --release --bin onebox --example quickstart --example gpu_bench --example gpu_array_bench
-  json=$(cargo test --release --no-run --test gpu --test gpu_array --message-format=json 2>/dev/null)
+  json=$(cargo test --release --no-run --test gpu --test gpu_array --test gpu_diagnostics --message-format=json 2>/dev/null)
   exes=$(printf '%s\n' "$json" | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p')
   cp "$(printf '%s\n' "$exes" | grep '/gpu-' | tail -n1)" "$out_dir/gpu-tests"
   cp "$(printf '%s\n' "$exes" | grep '/gpu_array-' | tail -n1)" "$out_dir/gpu-array-tests"
+  cp "$(printf '%s\n' "$exes" | grep '/gpu_diagnostics-' | tail -n1)" "$out_dir/gpu-diagnostics-tests"
+  cp -r scripts/gpu-job "$out_dir/"
   cp "$target/release/onebox" "$target/release/examples/quickstart" "$target/release/examples/gpu_bench" \
     "$target/release/examples/gpu_array_bench" "$out_dir/"
-  strip "$out_dir"/* 2>/dev/null || true
+  (cd "$out_dir" && strip gpu-tests gpu-array-tests gpu-diagnostics-tests gpu_bench gpu_array_bench onebox quickstart)
   cp scripts/gpu-check.sh "$out_dir/"
   du -sh "$out_dir"
   ;;
@@ -32,6 +34,12 @@ run)
   ONEBOX_BIN="$dir/onebox" "$dir/gpu-tests" --test-threads=1 --nocapture || status=1
   echo "== GPU array tests"
   "$dir/gpu-array-tests" --test-threads=1 --nocapture || status=1
+  echo "== GPU diagnostics tests (report lanes, NVML samples, dashboard)"
+  "$dir/gpu-diagnostics-tests" --test-threads=1 --nocapture || status=1
+  echo "== onebox run: a task with gpus: 1 gets its own GPU in CUDA_VISIBLE_DEVICES"
+  rm -rf /tmp/onebox-gpu-job
+  "$dir/onebox" run "$dir/gpu-job/run.yaml" "$dir/gpu-job/tasks.yaml" --name check -q || status=1
+  for t in gpu-a cpu-b; do echo "-- $t: status $(cat /tmp/onebox-gpu-job/check/$t/status)"; cat "/tmp/onebox-gpu-job/check/$t/stdout"; done
   echo "== GPU benchmarks"
   "$dir/gpu_bench" "${GPU_BENCH_GIB:-4}"
   echo "== GPU array benchmark (standardise pipeline, GPU against CPU)"
