@@ -436,7 +436,11 @@ def shown_args(argv):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description="onebox against its peers, in one run")
-    p.add_argument("--onebox-bin", required=True, help="the built `peers` example")
+    target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
+    p.add_argument("--onebox-bin", help="the built `peers` example (default: "
+                   "$CARGO_TARGET_DIR/release/examples/peers)",
+                   default=os.path.join(ROOT, target, "release", "examples", "peers"))
+    p.add_argument("--list", action="store_true", help="print the plan's commands; run nothing")
     p.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
     p.add_argument("--only", default="", help="workloads to run, e.g. W1,W2 or W1a,W1d")
     p.add_argument("--reps", type=int, default=None, help="repetitions for every run")
@@ -463,6 +467,13 @@ def main(argv=None):
     if not cases:
         print(f"no workload matches --only {args.only!r}", file=sys.stderr)
         return 2
+    if args.list:
+        for case in cases:
+            print(f"{case.workload}: {case.title}")
+            for r in case.runs:
+                print(f"    {r.system} (size {r.size:,}, timeout {r.timeout:.0f} s): "
+                      + " ".join(r.argv))
+        return 0
 
     command = " ".join(["bench/peers/run.sh"] + shown_args(sys.argv[1:] if argv is None
                                                           else argv))
@@ -491,6 +502,9 @@ def main(argv=None):
     if not args.no_write and (full or args.write):
         write_benchmarks(args.benchmarks, block)
         print(f"\nwrote {args.benchmarks}; raw results in {path}", file=sys.stderr)
+    elif args.no_write:
+        print(f"\nraw results in {path} (BENCHMARKS.md left as it was: --no-write)",
+              file=sys.stderr)
     else:
         print(f"\nraw results in {path} (BENCHMARKS.md left as it was: a --quick or --only "
               "run writes it only with --write)", file=sys.stderr)

@@ -17,9 +17,12 @@ PYTHON="${PYTHON:-python3}"
 
 log() { printf '[peers] %s\n' "$*" >&2; }
 
-# --help needs none of the set-up below.
+# --help and --list need none of the set-up below.
 for a in "$@"; do
-    case "$a" in -h|--help) exec "$PYTHON" "$HERE/harness.py" --help ;; esac
+    case "$a" in -h|--help|--list)
+        [ -x "$VENV/bin/python" ] && PYTHON="$VENV/bin/python"
+        exec "$PYTHON" "$HERE/harness.py" "$@" ;;
+    esac
 done
 
 # 1. The peers, pinned (requirements.txt), in a virtualenv of their own. Without them the run

@@ -131,8 +131,7 @@ def plan(ctx):
     me = "w1_scheduler.py"
     big = 10_000 if q else 100_000
     dask_sizes = [1_000] if q else [5_000, 10_000]
-    w1a = Case("W1a", f"independent delayed `inc` tasks computed together ({big:,} for onebox)",
-               "task")
+    w1a = Case("W1a", "independent delayed `inc` tasks, computed together", "task")
     for n in sorted(set(dask_sizes + [big])):
         w1a.runs.append(ctx.onebox("W1a", n, "onebox Delayed + join_all"))
     for n in dask_sizes:
