@@ -394,15 +394,25 @@ def render(report):
     return "\n".join(lines)
 
 
-def write_benchmarks(path, block):
-    """Puts the block between the markers of BENCHMARKS.md (made if missing)."""
+def machine_line(m):
+    """"AMD EPYC, 2 cores, 23.5 GiB, no GPU (Debian ...)" for a `machine()` dict."""
+    mem = m.get("memory_bytes")
+    mem_s = f"{mem / 2**30:.1f} GiB" if mem else "? GiB"
+    gpus = ", ".join(m.get("gpus") or []) or "no GPU"
+    return f"{m.get('cpu_model', '?')}, {m.get('cpus', '?')} cores, {mem_s}, {gpus} " \
+           f"({m.get('os', '?')})"
+
+
+def write_benchmarks(path, block, machine_text="?"):
+    """Puts the block between the markers of BENCHMARKS.md (made if missing, with a header
+    naming the machine)."""
     if os.path.exists(path):
         with open(path, encoding="utf-8") as f:
             text = f.read()
     else:
-        text = ("# Benchmarks\n\nFigures measured on the project's machine by the scripts "
-                "named in each section. Compare ratios measured in one run, not absolute "
-                "times across runs.\n\n")
+        text = (f"# Benchmarks\n\nMeasured on {machine_text}, by the scripts named in each "
+                "section. Compare ratios measured in one run, not absolute times across "
+                "runs.\n\n")
     b, e = text.find(BEGIN), text.find(END)
     if b >= 0 and e > b:
         text = text[:b] + block + text[e + len(END):]
@@ -500,7 +510,7 @@ def main(argv=None):
     print(block)
     full = not args.quick and not args.only
     if not args.no_write and (full or args.write):
-        write_benchmarks(args.benchmarks, block)
+        write_benchmarks(args.benchmarks, block, machine_line(report["machine"]))
         print(f"\nwrote {args.benchmarks}; raw results in {path}", file=sys.stderr)
     elif args.no_write:
         print(f"\nraw results in {path} (BENCHMARKS.md left as it was: --no-write)",

@@ -167,10 +167,13 @@ class Report(unittest.TestCase):
     def test_write_benchmarks_creates_then_replaces_between_markers(self):
         with tempfile.TemporaryDirectory() as d:
             path = os.path.join(d, "BENCHMARKS.md")
-            harness.write_benchmarks(path, f"{harness.BEGIN}\nFIRSTBLOCK\n{harness.END}")
+            machine = harness.machine_line(self.report()["machine"])
+            harness.write_benchmarks(path, f"{harness.BEGIN}\nFIRSTBLOCK\n{harness.END}",
+                                     machine)
             with open(path, encoding="utf-8") as f:
                 first = f.read()
             self.assertIn("# Benchmarks", first)
+            self.assertIn("Test CPU, 2 cores, 1.0 GiB, no GPU (TestOS)", first)
             with open(path, "a", encoding="utf-8") as f:
                 f.write("\n## Other section\nkept\n")
             harness.write_benchmarks(path, f"{harness.BEGIN}\nSECONDBLOCK\n{harness.END}")
