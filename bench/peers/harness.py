@@ -167,7 +167,7 @@ def parse_lines(text):
             continue
         if "versions" in d and isinstance(d["versions"], dict):
             versions.update(d["versions"])
-        elif isinstance(d.get("seconds"), (int, float)):
+        elif isinstance(d.get("seconds"), (int, float)) and math.isfinite(d["seconds"]):
             recs.append(d)
     return recs, versions
 

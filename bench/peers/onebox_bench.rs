@@ -335,8 +335,13 @@ fn w2_startup(b: &Bench) -> Outcome {
             )
         })?;
         let child: Value = serde_json::from_slice(&out.stdout)?;
-        let field = |k: &str| child.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN);
-        let (start, stop) = (field("start"), field("drop"));
+        let field = |k: &str| {
+            child
+                .get(k)
+                .and_then(Value::as_f64)
+                .ok_or_else(|| format!("W2: the child process printed no {k:?}: {child}"))
+        };
+        let (start, stop) = (field("start")?, field("drop")?);
         Ok(Rep {
             case: "cold",
             system: "onebox Cluster::local()",

@@ -40,6 +40,7 @@ def python_cmd(code):
 class ParseAndSummarize(unittest.TestCase):
     def test_medians_leave_out_warmups_and_other_lines(self):
         out = "\n".join(["noise", line(9.0, warmup=True), line(1.0), line(3.0), line(2.0),
+                         line(float("nan")), '{"seconds": null}',
                          json.dumps({"versions": {"dask": "1"}}), "{not json"])
         row = harness.summarize(run(), result(out))
         self.assertEqual(row["status"], "ok")
