@@ -595,7 +595,7 @@ impl Frame {
                 )
             })
             .collect();
-        Ok(Delayed::join_all(&self.cluster, tasks).compute()?)
+        Delayed::join_all(&self.cluster, tasks).compute()
     }
 }
 
