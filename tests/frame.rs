@@ -219,6 +219,9 @@ fn group_by_matches_polars() {
         col("x").std(1).alias("std_x"),
         (col("y") * lit(2) + col("x")).var(0).alias("var0"),
         col("y").std(1).alias("std_y"),
+        col("x").n_unique().alias("nu_x"),
+        col("k").n_unique().alias("nu_k"),
+        (col("y") % lit(5)).n_unique().alias("nu_y5"),
     ];
     for keys in [vec!["k"], vec!["k", "g"]] {
         let want = df

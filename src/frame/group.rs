@@ -2,7 +2,8 @@
 //!
 //! Every aggregate is split into partial columns that can be re-aggregated: a sum into a sum
 //! of sums, a mean into a sum and a count, a variance into a count, a mean and a sum of squared
-//! deviations (merged with Chan's formula). The same combine step applies at every level of the
+//! deviations (merged with Chan's formula), a count of distinct values into the list of each
+//! partition's distinct values (merged by union). The same combine step applies at every level of the
 //! tree, then a last step turns the partial columns into the asked-for outputs.
 
 use std::sync::Arc;
@@ -97,6 +98,20 @@ fn split(i: usize, e: &Expr) -> Result<Split> {
             AggExpr::LastNonNull(_) => {
                 same(e, agg(AggExpr::LastNonNull(Arc::new(col(p0.as_str())))))
             }
+            AggExpr::NUnique(input) => Split {
+                // Each partition's distinct values per group, as a list; merged by union.
+                partial: vec![(**input).clone().unique().alias(p0.as_str())],
+                combine: vec![
+                    col(p0.as_str())
+                        .explode(ExplodeOptions {
+                            empty_as_null: false,
+                            keep_nulls: true,
+                        })
+                        .unique()
+                        .alias(p0.as_str()),
+                ],
+                finish: col(p0.as_str()).list().len(),
+            },
             AggExpr::Mean(input) => Split {
                 partial: vec![
                     x(input).sum().alias(p0.as_str()),
@@ -151,7 +166,7 @@ fn split(i: usize, e: &Expr) -> Result<Split> {
 fn unsupported(e: &Expr) -> Error {
     Error::Invalid(format!(
         "group_by: cannot aggregate {e:?} across partitions; supported: len, count, sum, mean, \
-         min, max, first, last, first/last non-null, var, std (of any expression)"
+         min, max, first, last, first/last non-null, n_unique, var, std (of any expression)"
     ))
 }
 
