@@ -409,3 +409,62 @@ fn bad_input_names_the_file_or_column() {
     let err = f.filter(col("nope").gt(lit(1))).err().unwrap().to_string();
     assert!(err.contains("nope"), "{err}");
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn rows() -> impl Strategy<Value = Vec<(Option<i32>, Option<i64>, Option<f64>)>> {
+        proptest::collection::vec(
+            (
+                proptest::option::of(0..4i32),
+                proptest::option::of(-1000..1000i64),
+                proptest::option::of(prop_oneof![Just(f64::NAN), (-100.0..100.0f64),]),
+            ),
+            0..60,
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// Any cut of any rows into partitions (empty ones included) gives polars' answer.
+        #[test]
+        fn any_partitioning_agrees(rows in rows(), cuts in proptest::collection::vec(0..70usize, 0..6)) {
+            let c = cluster();
+            let df = df!(
+                "k" => rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+                "v" => rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+                "x" => rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+            )
+            .unwrap();
+            let mut bounds: Vec<usize> = cuts.iter().map(|c| c.min(&df.height()).to_owned()).collect();
+            bounds.push(0);
+            bounds.push(df.height());
+            bounds.sort();
+            let parts: Vec<DataFrame> = bounds
+                .windows(2)
+                .map(|w| df.slice(w[0] as i64, w[1] - w[0]))
+                .collect();
+            let f = Frame::from_partitions(&c, parts).unwrap();
+
+            let aggs = [
+                col("v").sum(),
+                col("x").mean().alias("mean_x"),
+                col("v").min().alias("min_v"),
+                col("x").max().alias("max_x"),
+                col("v").n_unique().alias("nu_v"),
+                col("x").var(1).alias("var_x"),
+                len(),
+                col("v").first().alias("first_v"),
+            ];
+            let want = sorted(df.clone().lazy().group_by([col("k")]).agg(&aggs).collect().unwrap(), &["k"]);
+            let got = f.clone().group_by(["k"]).agg(&aggs).unwrap().compute().unwrap();
+            assert_same(&sorted(got, &["k"]), &want);
+
+            let want = df.clone().lazy().filter(col("v").gt(lit(0))).select([col("x"), col("k")]).collect().unwrap();
+            let got = f.filter(col("v").gt(lit(0))).unwrap().select([col("x"), col("k")]).unwrap().compute().unwrap();
+            assert_same(&got, &want);
+        }
+    }
+}

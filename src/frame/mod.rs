@@ -61,10 +61,14 @@
 //!
 //! ## Threads
 //!
-//! Partition queries run inside the cluster's tasks, on its threads. polars has a thread pool
-//! of its own: unless `POLARS_MAX_THREADS` is already set, the first frame sets it to 1 before
-//! polars starts that pool, so the cluster's threads and polars' never compete for the cores
-//! (the parallelism comes from the partitions).
+//! Partition queries run inside the cluster's tasks, on its threads: the partitions give the
+//! parallelism. polars has a thread pool of its own; unless `POLARS_MAX_THREADS` is already
+//! set, the first frame sets it to 1 before polars starts that pool, so polars adds one thread
+//! to the cluster's, not one per core. Some polars kernels hand their work to that pool even
+//! when called from a task (the task's thread runs other tasks while it waits), so those parts
+//! of the partition queries take turns on polars' one thread. Setting `POLARS_MAX_THREADS` to
+//! the number of cores lets them spread out, at the cost of up to twice as many busy threads
+//! as cores.
 //!
 //! ## Failures
 //!
