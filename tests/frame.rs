@@ -175,6 +175,7 @@ fn map_partitions_and_head() {
         assert_same(&doubled.compute().unwrap(), &want);
         for n in [0, 1, 7, 50, 80] {
             assert_same(&f.head(n).unwrap(), &df.head(Some(n)));
+            assert_same(&f.tail(n).unwrap(), &df.tail(Some(n)));
         }
     }
 }

@@ -25,7 +25,8 @@
 //! ```
 //!
 //! Nothing runs until a terminal call: [`compute`](Frame::compute) (one `DataFrame`),
-//! [`head`](Frame::head) (computes partitions in order, only as many as it needs),
+//! [`head`](Frame::head) and [`tail`](Frame::tail) (compute partitions from one end, only as
+//! many as they need),
 //! [`to_parquet`](Frame::to_parquet) (a file per partition), or
 //! [`to_delayed`](Frame::to_delayed) (the partitions as tasks, to build on).
 //!
@@ -484,6 +485,30 @@ impl Frame {
                 .task(&self.cluster, &format!("frame-head[{i}]"), Ok)
                 .compute()?;
             out.vstack_mut(&df).map_err(polars_err)?;
+        }
+        out.rechunk_mut();
+        Ok(out)
+    }
+
+    /// The last `n` rows, computing partitions from the last one back, only as many as needed.
+    pub fn tail(&self, n: usize) -> Result<DataFrame> {
+        let mut pieces = Vec::new();
+        let mut have = 0;
+        for (i, p) in self.parts.iter().enumerate().rev() {
+            if have >= n {
+                break;
+            }
+            let want = (n - have) as IdxSize;
+            let df = p
+                .then(move |lf| Ok(lf.tail(want)))
+                .task(&self.cluster, &format!("frame-tail[{i}]"), Ok)
+                .compute()?;
+            have += df.height();
+            pieces.push(df);
+        }
+        let mut out = DataFrame::empty_with_schema(&self.schema);
+        for df in pieces.iter().rev() {
+            out.vstack_mut(df).map_err(polars_err)?;
         }
         out.rechunk_mut();
         Ok(out)
