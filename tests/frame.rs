@@ -357,6 +357,16 @@ fn parquet_round_trip_and_csv_scan() {
         names.push(path.to_string_lossy().into_owned());
     }
     let csv = Frame::scan_csv(&c, &names).unwrap();
+    let written = csv.to_csv(dir.path().join("csv-out")).unwrap();
+    assert_eq!(written.len(), 3);
+    let again: Vec<String> = written
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    assert_same(
+        &Frame::scan_csv(&c, &again).unwrap().compute().unwrap(),
+        &df.select(["g", "y"]).unwrap(),
+    );
     let want = df.select(["g", "y"]).unwrap();
     let got = csv.filter(col("y").gt(lit(0))).unwrap().compute().unwrap();
     let want = want.lazy().filter(col("y").gt(lit(0))).collect().unwrap();
@@ -401,6 +411,24 @@ fn bad_input_names_the_file_or_column() {
     assert!(err.contains("b.csv"), "{err}");
     let err = Frame::scan_csv(&c, [&*a, &*d]).err().unwrap().to_string();
     assert!(err.contains("d.csv") && err.contains("missing"), "{err}");
+
+    // Parquet files whose column types differ: an error naming the second file and column.
+    let p1 = dir.path().join("p1.parquet");
+    let p2 = dir.path().join("p2.parquet");
+    let mut one = df!("id" => [1i64, 2], "v" => [1.5f64, 2.5]).unwrap();
+    let mut two = df!("id" => [3i64], "v" => ["three"]).unwrap();
+    ParquetWriter::new(std::fs::File::create(&p1).unwrap())
+        .finish(&mut one)
+        .unwrap();
+    ParquetWriter::new(std::fs::File::create(&p2).unwrap())
+        .finish(&mut two)
+        .unwrap();
+    let glob = format!("{}/p*.parquet", dir.path().display());
+    let err = Frame::scan_parquet(&c, [glob.as_str()])
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("p2.parquet") && err.contains("\"v\""), "{err}");
 
     let f = Frame::scan_csv(&c, [&*a]).unwrap();
     let err = f.clone().select([col("nope")]).err().unwrap().to_string();

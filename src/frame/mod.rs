@@ -27,7 +27,7 @@
 //! Nothing runs until a terminal call: [`compute`](Frame::compute) (one `DataFrame`),
 //! [`head`](Frame::head) and [`tail`](Frame::tail) (compute partitions from one end, only as
 //! many as they need),
-//! [`to_parquet`](Frame::to_parquet) (a file per partition), or
+//! [`to_parquet`](Frame::to_parquet) and [`to_csv`](Frame::to_csv) (a file per partition), or
 //! [`to_delayed`](Frame::to_delayed) (the partitions as tasks, to build on).
 //!
 //! ```
@@ -601,32 +601,59 @@ impl Frame {
     /// written to a temporary name then renamed, so a file that exists is complete. Returns the
     /// paths in partition order.
     pub fn to_parquet(&self, dir: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
-        let dir = dir.as_ref().to_path_buf();
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        let tasks: Vec<Delayed<PathBuf>> = self
-            .parts
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                let dir = dir.clone();
-                p.task(
-                    &self.cluster,
-                    &format!("frame-to-parquet[{i}]"),
-                    move |mut df| {
-                        let path = dir.join(format!("part-{i:05}.parquet"));
-                        let tmp = dir.join(format!(".part-{i:05}.parquet.tmp"));
-                        let file = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-                        ParquetWriter::new(file)
-                            .finish(&mut df)
-                            .map_err(|e| format!("{}: {e}", tmp.display()))?;
-                        std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
-                        Ok(path)
-                    },
-                )
-            })
-            .collect();
-        Delayed::join_all(&self.cluster, tasks).compute()
+        write_parts(self, dir.as_ref(), "parquet", |file, df| {
+            ParquetWriter::new(file).finish(df).map(|_| ())
+        })
     }
+
+    /// Writes every partition to `dir/part-NNNNN.csv` with a header line, like
+    /// [`to_parquet`](Frame::to_parquet) (atomically, one file per partition).
+    pub fn to_csv(&self, dir: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
+        write_parts(self, dir.as_ref(), "csv", |file, df| {
+            CsvWriter::new(file).finish(df)
+        })
+    }
+}
+
+/// Runs `write` on every partition to `dir/part-NNNNN.EXT`, through a temporary name renamed
+/// when complete; returns the paths in partition order.
+fn write_parts(
+    frame: &Frame,
+    dir: &Path,
+    ext: &'static str,
+    write: fn(&mut std::fs::File, &mut DataFrame) -> PolarsResult<()>,
+) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let tasks: Vec<Delayed<PathBuf>> = frame
+        .parts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let dir = dir.to_path_buf();
+            p.task(
+                &frame.cluster,
+                &format!("frame-to-{ext}[{i}]"),
+                move |mut df| {
+                    let path = dir.join(format!("part-{i:05}.{ext}"));
+                    let tmp = dir.join(format!(".part-{i:05}.{ext}.tmp"));
+                    let written = (|| -> std::result::Result<(), BoxError> {
+                        let mut file =
+                            std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+                        write(&mut file, &mut df).map_err(|e| format!("{}: {e}", tmp.display()))?;
+                        file.sync_all().map_err(|e| Error::io(&tmp, e))?;
+                        std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+                        Ok(())
+                    })();
+                    if written.is_err() {
+                        // Best effort: the error that matters is the one returned.
+                        let _ = std::fs::remove_file(&tmp);
+                    }
+                    written.map(|()| path)
+                },
+            )
+        })
+        .collect();
+    Delayed::join_all(&frame.cluster, tasks).compute()
 }
 
 /// Globs and file names, expanded: a glob must match something, a file must exist.
