@@ -73,10 +73,12 @@
 //!
 //! ## Failures
 //!
-//! Partition tasks are labelled `frame-<operation>[<partition>]`; a polars error (an unknown
-//! column, a bad cast, a malformed CSV line) fails that task and [`compute`](Frame::compute)
-//! returns an [`Error::Task`](crate::Error::Task) that names the task and carries polars'
-//! message, which names the column or file.
+//! An unknown column or an expression that does not fit the schema is an error when the
+//! operation is added, before anything runs. Partition tasks are labelled
+//! `frame-<operation>[<partition>]`; an error while running (a value that does not cast, a
+//! malformed CSV line) fails that task and [`compute`](Frame::compute) returns an
+//! [`Error::Task`] that names the task and carries polars' message, prefixed with the file the
+//! partition reads.
 
 mod group;
 
@@ -173,8 +175,9 @@ fn limit_polars_threads() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         if std::env::var_os("POLARS_MAX_THREADS").is_none() {
-            // SAFETY: runs once, when the first frame is made, before any polars code of
-            // onebox runs; onebox reads no environment variable concurrently with it.
+            // SAFETY: runs once, when the first frame is made, before any frame task exists.
+            // Readers through `std::env` take the same lock as `set_var`; onebox has no C code
+            // calling `getenv` while a frame is being made.
             unsafe { std::env::set_var("POLARS_MAX_THREADS", "1") };
         }
     });
