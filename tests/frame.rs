@@ -497,3 +497,37 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn a_chain_of_operations_is_one_task_per_partition() {
+    let c = cluster();
+    let events = c.events();
+    let f = Frame::from_dataframe(&c, data(40), 4)
+        .unwrap()
+        .filter(col("y").gt(lit(0)))
+        .unwrap()
+        .with_columns([(col("y") + lit(1)).alias("z")])
+        .unwrap()
+        .map_partitions(Ok)
+        .unwrap()
+        .select([col("k"), col("z")])
+        .unwrap()
+        .rename(["z"], ["w"])
+        .unwrap();
+    let agg = f.group_by(["k"]).agg([col("w").sum()]).unwrap();
+    agg.compute().unwrap();
+    let labels: Vec<String> = events
+        .try_iter()
+        .filter_map(|e| match e {
+            onebox::diagnostics::Event::Task(t) => Some(t.key.group().to_string()),
+            _ => None,
+        })
+        .collect();
+    let per_partition = labels
+        .iter()
+        .filter(|l| l.starts_with("frame-agg["))
+        .count();
+    assert_eq!(per_partition, 4, "{labels:?}");
+    // 4 partition tasks, one combine, one task finishing the result, one stacking it.
+    assert_eq!(labels.len(), 7, "{labels:?}");
+}
