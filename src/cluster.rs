@@ -476,8 +476,10 @@ impl Cluster {
             .num_threads(plan.cpu_threads)
             .spawn_handler(move |t| {
                 let name = format!("onebox-cpu-{}", t.index());
+                // 8 MiB, like a main thread: polars' query planner recurses deeply.
                 let handle = std::thread::Builder::new()
                     .name(name)
+                    .stack_size(8 << 20)
                     .spawn(move || t.run())?;
                 lock(&handles).push(handle);
                 Ok(())

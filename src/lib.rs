@@ -43,6 +43,8 @@ pub mod bag;
 pub mod cluster;
 pub mod diagnostics;
 pub mod error;
+#[cfg(feature = "frame")]
+pub mod frame;
 pub mod gpu;
 pub mod graph;
 pub mod hardware;
@@ -55,6 +57,8 @@ pub use bag::{Bag, TextOptions};
 pub use cluster::{Cluster, ClusterBuilder, Plan, Settings};
 pub use diagnostics::{Dashboard, PerformanceReport};
 pub use error::{BoxError, Error, Result, TaskError, TaskFailure};
+#[cfg(feature = "frame")]
+pub use frame::Frame;
 pub use graph::{
     AsCompleted, Delayed, TaskContext, TaskHandle, TaskKey, Worker, as_completed, gather, wait,
 };

@@ -1,0 +1,250 @@
+//! `group_by(..).agg(..)`: partial aggregates per partition, combined exactly in a tree.
+//!
+//! Every aggregate is split into partial columns that can be re-aggregated: a sum into a sum
+//! of sums, a mean into a sum and a count, a variance into a count, a mean and a sum of squared
+//! deviations (merged with Chan's formula), a count of distinct values into the list of each
+//! partition's distinct values (merged by union). The same combine step applies at every level of the
+//! tree, then a last step turns the partial columns into the asked-for outputs.
+
+use std::sync::Arc;
+
+use polars::prelude::*;
+
+use super::{Frame, Part, concat_frames, polars_err};
+use crate::error::{Error, Result};
+use crate::graph::{Delayed, user_error};
+
+/// How many partial results one combine task merges.
+const SPLIT_EVERY: usize = 8;
+
+/// A frame grouped by key columns, waiting for [`agg`](GroupBy::agg). Made by
+/// [`Frame::group_by`].
+pub struct GroupBy {
+    frame: Frame,
+    keys: Vec<PlSmallStr>,
+}
+
+impl Frame {
+    /// Groups the rows by the named key columns (nulls form a group, as in polars). The
+    /// aggregates go to [`GroupBy::agg`].
+    pub fn group_by<I, S>(self, keys: I) -> GroupBy
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        GroupBy {
+            frame: self,
+            keys: keys.into_iter().map(|k| k.as_ref().into()).collect(),
+        }
+    }
+}
+
+/// One aggregate, split: what each partition computes, how partials merge, the final value.
+struct Split {
+    partial: Vec<Expr>,
+    combine: Vec<Expr>,
+    finish: Expr,
+}
+
+/// Strips `alias` wrappers (the output name comes from polars' own schema).
+fn unalias(e: &Expr) -> &Expr {
+    match e {
+        Expr::Alias(inner, _) => unalias(inner),
+        other => other,
+    }
+}
+
+fn agg(a: AggExpr) -> Expr {
+    Expr::Agg(a)
+}
+
+/// `col(p)` where the partition had rows for the mean in `p` (count column `n`), else 0.
+fn where_some(n: &str, p: &str) -> Expr {
+    when(col(n).gt(lit(0))).then(col(p)).otherwise(lit(0.0))
+}
+
+fn split(i: usize, e: &Expr) -> Result<Split> {
+    let p = |k: usize| format!("__onebox_{i}_{k}");
+    let (p0, p1, p2) = (p(0), p(1), p(2));
+    let same = |e: &Expr, combine: Expr| Split {
+        partial: vec![e.clone().alias(p0.as_str())],
+        combine: vec![combine.alias(p0.as_str())],
+        finish: col(p0.as_str()),
+    };
+    let x = |input: &Arc<Expr>| (**input).clone().cast(DataType::Float64);
+    Ok(match unalias(e) {
+        Expr::Len => same(&len(), col(p0.as_str()).sum()),
+        e @ Expr::Agg(a) => match a {
+            AggExpr::Sum(_) | AggExpr::Count { .. } => same(e, col(p0.as_str()).sum()),
+            AggExpr::Min { propagate_nans, .. } => same(
+                e,
+                agg(AggExpr::Min {
+                    input: Arc::new(col(p0.as_str())),
+                    propagate_nans: *propagate_nans,
+                }),
+            ),
+            AggExpr::Max { propagate_nans, .. } => same(
+                e,
+                agg(AggExpr::Max {
+                    input: Arc::new(col(p0.as_str())),
+                    propagate_nans: *propagate_nans,
+                }),
+            ),
+            AggExpr::First(_) => same(e, col(p0.as_str()).first()),
+            AggExpr::Last(_) => same(e, col(p0.as_str()).last()),
+            AggExpr::FirstNonNull(_) => {
+                same(e, agg(AggExpr::FirstNonNull(Arc::new(col(p0.as_str())))))
+            }
+            AggExpr::LastNonNull(_) => {
+                same(e, agg(AggExpr::LastNonNull(Arc::new(col(p0.as_str())))))
+            }
+            AggExpr::NUnique(input) => Split {
+                // Each partition's distinct values per group, as a list; merged by union.
+                partial: vec![(**input).clone().unique().alias(p0.as_str())],
+                combine: vec![
+                    col(p0.as_str())
+                        .explode(ExplodeOptions {
+                            empty_as_null: false,
+                            keep_nulls: true,
+                        })
+                        .unique()
+                        .alias(p0.as_str()),
+                ],
+                finish: col(p0.as_str()).list().len(),
+            },
+            AggExpr::Mean(input) => Split {
+                partial: vec![
+                    x(input).sum().alias(p0.as_str()),
+                    (**input).clone().count().alias(p1.as_str()),
+                ],
+                combine: vec![
+                    col(p0.as_str()).sum().alias(p0.as_str()),
+                    col(p1.as_str()).sum().alias(p1.as_str()),
+                ],
+                finish: when(col(p1.as_str()).gt(lit(0)))
+                    .then(col(p0.as_str()) / col(p1.as_str()).cast(DataType::Float64))
+                    .otherwise(lit(NULL)),
+            },
+            AggExpr::Var(input, ddof) | AggExpr::Std(input, ddof) => {
+                let std = matches!(a, AggExpr::Std(..));
+                // Partials: n (non-null values), their mean, and m2 = Σ (x - mean)².
+                let partial = vec![
+                    (**input).clone().count().alias(p0.as_str()),
+                    x(input).mean().alias(p1.as_str()),
+                    (x(input) - x(input).mean()).pow(2).sum().alias(p2.as_str()),
+                ];
+                // Chan et al.: N = Σ n, M = Σ n·m / N, M2 = Σ m2 + Σ n·(m - M)².
+                let n = || col(p0.as_str()).cast(DataType::Float64);
+                let m = || where_some(&p0, &p1);
+                let total_n = n().sum();
+                let mean = (n() * m()).sum() / total_n.clone();
+                let combine = vec![
+                    col(p0.as_str()).sum().alias(p0.as_str()),
+                    when(total_n.clone().gt(lit(0.0)))
+                        .then(mean.clone())
+                        .otherwise(lit(NULL))
+                        .alias(p1.as_str()),
+                    (where_some(&p0, &p2).sum() + (n() * (m() - mean).pow(2)).sum())
+                        .alias(p2.as_str()),
+                ];
+                let dof = n() - lit(*ddof as f64);
+                let var = when(dof.clone().gt(lit(0.0)))
+                    .then(col(p2.as_str()) / dof)
+                    .otherwise(lit(NULL));
+                Split {
+                    partial,
+                    combine,
+                    finish: if std { var.sqrt() } else { var },
+                }
+            }
+            _ => return Err(unsupported(e)),
+        },
+        _ => return Err(unsupported(e)),
+    })
+}
+
+fn unsupported(e: &Expr) -> Error {
+    Error::Invalid(format!(
+        "group_by: cannot aggregate {e:?} across partitions; supported: len, count, sum, mean, \
+         min, max, first, last, first/last non-null, n_unique, var, std (of any expression)"
+    ))
+}
+
+impl GroupBy {
+    /// Computes `aggs` per group: one polars aggregate each (`col("x").sum()`,
+    /// `col("x").mean().alias("m")`, `len()`, ... of any per-row expression). The result is
+    /// one partition with the key columns then the aggregates, named and typed as polars would
+    /// name and type them, groups in no particular order (sort it to compare).
+    pub fn agg<E: AsRef<[Expr]>>(self, aggs: E) -> Result<Frame> {
+        let aggs = aggs.as_ref().to_vec();
+        let GroupBy { frame, keys } = self;
+        if keys.is_empty() {
+            return Err(Error::Invalid(
+                "group_by needs at least one key column".into(),
+            ));
+        }
+        // What polars itself would output: names and types, checked against the schema.
+        let out_schema = DataFrame::empty_with_schema(&frame.schema)
+            .lazy()
+            .group_by(keys.iter().map(|k| col(k.clone())).collect::<Vec<_>>())
+            .agg(&aggs)
+            .collect_schema()
+            .map_err(polars_err)?;
+        let splits = aggs
+            .iter()
+            .enumerate()
+            .map(|(i, e)| split(i, e))
+            .collect::<Result<Vec<_>>>()?;
+        let key_exprs: Vec<Expr> = keys.iter().map(|k| col(k.clone())).collect();
+        let partial: Vec<Expr> = splits.iter().flat_map(|s| s.partial.clone()).collect();
+        let combine: Arc<Vec<Expr>> =
+            Arc::new(splits.iter().flat_map(|s| s.combine.clone()).collect());
+        let mut finish: Vec<Expr> = key_exprs.clone();
+        for (s, (name, dtype)) in splits.iter().zip(out_schema.iter().skip(keys.len())) {
+            finish.push(s.finish.clone().cast(dtype.clone()).alias(name.clone()));
+        }
+
+        let cluster = frame.cluster.clone();
+        let mut level: Vec<Delayed<DataFrame>> = frame
+            .parts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let (k, a) = (key_exprs.clone(), partial.clone());
+                p.then(move |lf| Ok(lf.group_by(&k).agg(&a))).task(
+                    &cluster,
+                    &format!("frame-agg[{i}]"),
+                    Ok,
+                )
+            })
+            .collect();
+        let combine_step = {
+            let (k, c) = (key_exprs.clone(), combine.clone());
+            move |dfs: Vec<DataFrame>| -> std::result::Result<DataFrame, crate::error::BoxError> {
+                Ok(concat_frames(dfs)?
+                    .lazy()
+                    .group_by(&k)
+                    .agg(c.as_slice())
+                    .collect()?)
+            }
+        };
+        while level.len() > 1 {
+            let mut next = Vec::with_capacity(level.len().div_ceil(SPLIT_EVERY));
+            let mut it = level.into_iter().peekable();
+            while it.peek().is_some() {
+                let chunk: Vec<_> = it.by_ref().take(SPLIT_EVERY).collect();
+                let step = combine_step.clone();
+                next.push(
+                    Delayed::combine(&cluster, chunk, move |dfs| step(dfs).map_err(user_error))
+                        .label("frame-agg-combine"),
+                );
+            }
+            level = next;
+        }
+        let last = level
+            .pop()
+            .ok_or_else(|| Error::Invalid("a frame with no partitions".into()))?;
+        let part = Part::from_task(last).then(move |lf| Ok(lf.select(&finish)));
+        Ok(Frame::new(&cluster, vec![part], out_schema))
+    }
+}

@@ -1,0 +1,715 @@
+//! Frames: lazy, partitioned dataframes on polars, like `dask.dataframe`.
+//!
+//! A [`Frame`] is a list of **partitions**, each a polars [`DataFrame`] that does not exist
+//! yet: "the rows of `2024-01.csv`", "rows 1000..2000 of this `DataFrame`", "the output of that
+//! task". Operations are of two kinds:
+//!
+//! - **Per-partition** operations ([`select`](Frame::select),
+//!   [`with_columns`](Frame::with_columns), [`filter`](Frame::filter),
+//!   [`rename`](Frame::rename), [`drop`](Frame::drop), [`cast`](Frame::cast),
+//!   [`map_partitions`](Frame::map_partitions)) take polars expressions and only extend each
+//!   partition's polars query plan. They **fuse**: a chain of them is one polars query, run by
+//!   one task per partition, so polars' optimizer sees the whole chain (a filter after a scan
+//!   is pushed into the reader, unused columns are never parsed).
+//! - **Cross-partition** operations make the task graph:
+//!   [`group_by(..).agg(..)`](Frame::group_by) aggregates each partition into partial results
+//!   (a sum and a count for a mean, ...) and combines them exactly in one more task;
+//!   [`join`](Frame::join) broadcasts the right-hand frame to every left partition;
+//!   [`sort`](Frame::sort) gathers the rows into one sorted partition.
+//!
+//! ```text
+//!  partition 0: scan ─ filter ─ with_columns ─ partial agg ─┐
+//!  partition 1: scan ─ filter ─ with_columns ─ partial agg ─┼─ combine ─▶ result
+//!  partition 2: scan ─ filter ─ with_columns ─ partial agg ─┘
+//!          (one task per partition: one polars query)
+//! ```
+//!
+//! Nothing runs until a terminal call: [`compute`](Frame::compute) (one `DataFrame`),
+//! [`head`](Frame::head) and [`tail`](Frame::tail) (compute partitions from one end, only as
+//! many as they need),
+//! [`to_parquet`](Frame::to_parquet) and [`to_csv`](Frame::to_csv) (a file per partition), or
+//! [`to_delayed`](Frame::to_delayed) (the partitions as tasks, to build on).
+//!
+//! ```
+//! use onebox::prelude::*;
+//! use onebox::frame::Frame;
+//! use onebox::frame::polars::prelude::*;   // the polars that frames are made of
+//!
+//! let cluster = Cluster::builder().threads(2).build()?;
+//! let df = df!("shop" => ["a", "b", "a", "c"], "sales" => [1i64, 2, 3, 4])
+//!     .map_err(|e| Error::Invalid(e.to_string()))?;
+//! let frame = Frame::from_dataframe(&cluster, df, 3)?;          // 3 partitions
+//! let totals = frame
+//!     .filter(col("sales").gt(lit(1)))?                        // fused into one task
+//!     .group_by(["shop"])
+//!     .agg([col("sales").sum().alias("total"), len().alias("n")])?
+//!     .sort(["shop"], false)
+//!     .compute()?;
+//! let total = totals.column("total").and_then(|c| c.i64().map(|c| c.to_vec()));
+//! assert_eq!(total.map_err(|e| Error::Invalid(e.to_string()))?, [Some(3), Some(2), Some(4)]);
+//! # Ok::<(), onebox::Error>(())
+//! ```
+//!
+//! ## Sources
+//!
+//! [`Frame::scan_csv`] and [`Frame::scan_parquet`] take globs, files or a mix and make a
+//! partition per file. They read every file's schema first, so a missing file, a glob that
+//! matches nothing, or a file whose columns (or, for Parquet, types) differ from the first
+//! file's is an error naming the file before anything runs. CSV files are all read with the
+//! types inferred from the first one; a value that does not parse fails that partition's task
+//! with an error naming the file. [`Frame::from_dataframe`] splits a `DataFrame` into
+//! row ranges; [`Frame::from_partitions`] takes the partitions as given.
+//!
+//! ## Threads
+//!
+//! Partition queries run inside the cluster's tasks, on its threads: the partitions give the
+//! parallelism. polars has a thread pool of its own; unless `POLARS_MAX_THREADS` is already
+//! set, the first frame sets it to 1 before polars starts that pool, so polars adds one thread
+//! to the cluster's, not one per core. Some polars kernels hand their work to that pool even
+//! when called from a task (the task's thread runs other tasks while it waits), so those parts
+//! of the partition queries take turns on polars' one thread. Setting `POLARS_MAX_THREADS` to
+//! the number of cores lets them spread out, at the cost of up to twice as many busy threads
+//! as cores.
+//!
+//! ## Failures
+//!
+//! An unknown column or an expression that does not fit the schema is an error when the
+//! operation is added, before anything runs. Partition tasks are labelled
+//! `frame-<operation>[<partition>]`; an error while running (a value that does not cast, a
+//! malformed CSV line) fails that task and [`compute`](Frame::compute) returns an
+//! [`Error::Task`] that names the task and carries polars' message, prefixed with the file the
+//! partition reads.
+
+mod group;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Once};
+
+use polars::prelude::*;
+
+use crate::cluster::Cluster;
+use crate::error::{BoxError, Error, Result};
+use crate::graph::Delayed;
+
+pub use group::GroupBy;
+/// The polars crate that frames are made of (its `prelude` has `col`, `lit`, `df!`, ...).
+pub use polars;
+
+/// A partition's polars query, given its input rows when it has an input task.
+type Plan =
+    Arc<dyn Fn(Option<DataFrame>) -> std::result::Result<LazyFrame, BoxError> + Send + Sync>;
+
+/// One partition: an optional input task and the query that makes the partition's rows.
+#[derive(Clone)]
+struct Part {
+    input: Option<Delayed<DataFrame>>,
+    plan: Plan,
+    /// What the partition reads (a file), to name in its errors.
+    context: Option<Arc<str>>,
+}
+
+impl Part {
+    /// Rows made inside the task (a slice of a `DataFrame`, a file scan).
+    fn source(
+        f: impl Fn() -> std::result::Result<LazyFrame, BoxError> + Send + Sync + 'static,
+    ) -> Self {
+        Part {
+            input: None,
+            plan: Arc::new(move |_| f()),
+            context: None,
+        }
+    }
+
+    /// The rows output by a task.
+    fn from_task(input: Delayed<DataFrame>) -> Self {
+        Part {
+            input: Some(input),
+            plan: Arc::new(|df: Option<DataFrame>| {
+                df.map(DataFrame::lazy)
+                    .ok_or_else(|| "a frame partition lost its input".into())
+            }),
+            context: None,
+        }
+    }
+
+    /// The same partition with `f` applied to its query.
+    fn then(
+        &self,
+        f: impl Fn(LazyFrame) -> std::result::Result<LazyFrame, BoxError> + Send + Sync + 'static,
+    ) -> Self {
+        let prev = self.plan.clone();
+        Part {
+            input: self.input.clone(),
+            plan: Arc::new(move |df| f(prev(df)?)),
+            context: self.context.clone(),
+        }
+    }
+
+    /// A task computing the partition, then `finish` on its rows.
+    fn task<U: Clone + Send + 'static>(
+        &self,
+        cluster: &Cluster,
+        label: &str,
+        finish: impl Fn(DataFrame) -> std::result::Result<U, BoxError> + Send + Sync + 'static,
+    ) -> Delayed<U> {
+        let plan = self.plan.clone();
+        let context = self.context.clone();
+        let run = move |df: Option<DataFrame>| -> std::result::Result<U, BoxError> {
+            let rows = plan(df).and_then(|lf| Ok(lf.collect()?));
+            match (rows, &context) {
+                (Ok(rows), _) => finish(rows),
+                (Err(e), Some(what)) => Err(format!("{what}: {e}").into()),
+                (Err(e), None) => Err(e),
+            }
+        };
+        match &self.input {
+            Some(d) => d.clone().try_map(move |df| run(Some(df))),
+            None => cluster.try_delayed(move || run(None)),
+        }
+        .label(label)
+    }
+}
+
+/// Sets `POLARS_MAX_THREADS` to 1 unless the user set it, before polars starts its pool.
+fn limit_polars_threads() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("POLARS_MAX_THREADS").is_none() {
+            // SAFETY: runs once, when the first frame is made, before any frame task exists.
+            // Readers through `std::env` take the same lock as `set_var`; onebox has no C code
+            // calling `getenv` while a frame is being made.
+            unsafe { std::env::set_var("POLARS_MAX_THREADS", "1") };
+        }
+    });
+}
+
+fn polars_err(e: PolarsError) -> Error {
+    Error::Invalid(e.to_string())
+}
+
+/// Stacks partitions vertically (their schemas must agree).
+fn concat_frames(mut dfs: Vec<DataFrame>) -> std::result::Result<DataFrame, BoxError> {
+    if dfs.is_empty() {
+        return Ok(DataFrame::empty());
+    }
+    let mut out = dfs.remove(0);
+    for df in &dfs {
+        out.vstack_mut(df)?;
+    }
+    out.rechunk_mut();
+    Ok(out)
+}
+
+/// How rows are matched in a [`Frame::join`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JoinHow {
+    /// Rows with a match on both sides.
+    Inner,
+    /// Every left row, with the right side's columns null where nothing matched.
+    Left,
+}
+
+/// A lazy, partitioned dataframe. See the [module docs](self).
+#[derive(Clone)]
+pub struct Frame {
+    cluster: Cluster,
+    parts: Vec<Part>,
+    schema: SchemaRef,
+}
+
+impl Frame {
+    fn new(cluster: &Cluster, parts: Vec<Part>, schema: SchemaRef) -> Self {
+        limit_polars_threads();
+        Frame {
+            cluster: cluster.clone(),
+            parts,
+            schema,
+        }
+    }
+
+    /// `df` split into `npartitions` ranges of consecutive rows (as equal as they can be; some
+    /// are empty when `df` has fewer rows than partitions).
+    pub fn from_dataframe(cluster: &Cluster, df: DataFrame, npartitions: usize) -> Result<Frame> {
+        if npartitions == 0 {
+            return Err(Error::config(
+                "npartitions",
+                0,
+                "a frame needs at least one partition",
+            ));
+        }
+        let schema = df.schema().clone();
+        let n = df.height();
+        let parts = (0..npartitions)
+            .map(|i| {
+                let (start, end) = (n * i / npartitions, n * (i + 1) / npartitions);
+                let slice = df.slice(start as i64, end - start);
+                Part::source(move || Ok(slice.clone().lazy()))
+            })
+            .collect();
+        Ok(Frame::new(cluster, parts, schema))
+    }
+
+    /// A frame whose partitions are `dfs`, in order. Their schemas (names, order, types) must
+    /// agree; there must be at least one.
+    pub fn from_partitions(cluster: &Cluster, dfs: Vec<DataFrame>) -> Result<Frame> {
+        let first = dfs.first().ok_or_else(|| {
+            Error::config("partitions", "[]", "a frame needs at least one partition")
+        })?;
+        let schema = first.schema().clone();
+        for (i, df) in dfs.iter().enumerate() {
+            if df.schema() != &schema {
+                return Err(Error::Invalid(format!(
+                    "partition {i} has schema {:?}, partition 0 has {:?}",
+                    df.schema(),
+                    schema
+                )));
+            }
+        }
+        let parts = dfs
+            .into_iter()
+            .map(|df| Part::source(move || Ok(df.clone().lazy())))
+            .collect();
+        Ok(Frame::new(cluster, parts, schema))
+    }
+
+    /// A frame of the CSV files (with a header line) that `paths` name: globs, files, or both;
+    /// a partition per file, in the order given (a glob's matches sorted).
+    pub fn scan_csv<I, P>(cluster: &Cluster, paths: I) -> Result<Frame>
+    where
+        I: IntoIterator<Item = P>,
+        P: AsRef<str>,
+    {
+        Frame::scan(cluster, paths, "csv", |path, schema| {
+            LazyCsvReader::new(PlRefPath::new(path))
+                .with_schema(schema)
+                .finish()
+        })
+    }
+
+    /// A frame of the Parquet files that `paths` name: globs, files, or both; a partition per
+    /// file, in the order given (a glob's matches sorted).
+    pub fn scan_parquet<I, P>(cluster: &Cluster, paths: I) -> Result<Frame>
+    where
+        I: IntoIterator<Item = P>,
+        P: AsRef<str>,
+    {
+        Frame::scan(cluster, paths, "parquet", |path, _| {
+            LazyFrame::scan_parquet(PlRefPath::new(path), ScanArgsParquet::default())
+        })
+    }
+
+    fn scan<I, P>(
+        cluster: &Cluster,
+        paths: I,
+        what: &str,
+        open: fn(&str, Option<SchemaRef>) -> PolarsResult<LazyFrame>,
+    ) -> Result<Frame>
+    where
+        I: IntoIterator<Item = P>,
+        P: AsRef<str>,
+    {
+        limit_polars_threads();
+        let files = expand(paths)?;
+        let mut schema: Option<(String, SchemaRef)> = None;
+        let mut parts = Vec::with_capacity(files.len());
+        for file in files {
+            let s = open(&file, None)
+                .and_then(|mut lf| lf.collect_schema())
+                .map_err(|e| Error::Invalid(format!("{file}: cannot read as {what}: {e}")))?;
+            let expected = match &schema {
+                None => {
+                    schema = Some((file.clone(), s.clone()));
+                    s
+                }
+                Some((first, expected)) => {
+                    if let Some(why) = schema_difference(expected, &s, what == "csv") {
+                        return Err(Error::Invalid(format!(
+                            "{file}: its schema differs from {first}'s: {why}"
+                        )));
+                    }
+                    expected.clone()
+                }
+            };
+            let context = Some(Arc::from(file.as_str()));
+            let mut part = Part::source(move || Ok(open(&file, Some(expected.clone()))?));
+            part.context = context;
+            parts.push(part);
+        }
+        let (_, schema) = schema.ok_or_else(|| Error::Invalid("no files to scan".into()))?;
+        Ok(Frame::new(cluster, parts, schema))
+    }
+
+    /// How many partitions the frame has.
+    pub fn npartitions(&self) -> usize {
+        self.parts.len()
+    }
+
+    /// The columns and their types, as polars resolves them (without running anything).
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// The cluster the frame's tasks run on.
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
+    /// Applies a lazy polars step to every partition, checking it against the schema first
+    /// (an unknown column or a bad expression is an error here, before anything runs).
+    fn per_partition(
+        self,
+        step: impl Fn(LazyFrame) -> LazyFrame + Send + Sync + Clone + 'static,
+    ) -> Result<Frame> {
+        let schema = step(DataFrame::empty_with_schema(&self.schema).lazy())
+            .collect_schema()
+            .map_err(polars_err)?;
+        let parts = self
+            .parts
+            .iter()
+            .map(|p| {
+                let step = step.clone();
+                p.then(move |lf| Ok(step(lf)))
+            })
+            .collect();
+        Ok(Frame::new(&self.cluster, parts, schema))
+    }
+
+    /// The columns that `exprs` compute, per partition (like polars' `select`).
+    pub fn select<E: AsRef<[Expr]>>(self, exprs: E) -> Result<Frame> {
+        let exprs = exprs.as_ref().to_vec();
+        self.per_partition(move |lf| lf.select(&exprs))
+    }
+
+    /// Adds or replaces the columns that `exprs` compute, per partition.
+    pub fn with_columns<E: AsRef<[Expr]>>(self, exprs: E) -> Result<Frame> {
+        let exprs = exprs.as_ref().to_vec();
+        self.per_partition(move |lf| lf.with_columns(&exprs))
+    }
+
+    /// Keeps the rows where `predicate` is true (null counts as false).
+    pub fn filter(self, predicate: Expr) -> Result<Frame> {
+        self.per_partition(move |lf| lf.filter(predicate.clone()))
+    }
+
+    /// Renames column `existing[i]` to `new[i]`; every `existing` column must exist.
+    pub fn rename<const N: usize>(self, existing: [&str; N], new: [&str; N]) -> Result<Frame> {
+        let existing: Vec<String> = existing.iter().map(|s| s.to_string()).collect();
+        let new: Vec<String> = new.iter().map(|s| s.to_string()).collect();
+        self.per_partition(move |lf| lf.rename(&existing, &new, true))
+    }
+
+    /// Removes the named columns; every one must exist.
+    pub fn drop<I, S>(self, columns: I) -> Result<Frame>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let names: Vec<PlSmallStr> = columns.into_iter().map(|s| s.as_ref().into()).collect();
+        for name in &names {
+            if !self.schema.contains(name) {
+                return Err(Error::Invalid(format!(
+                    "drop: no column {name:?} (columns: {:?})",
+                    self.schema.iter_names().collect::<Vec<_>>()
+                )));
+            }
+        }
+        self.per_partition(move |lf| lf.drop(by_name(names.clone(), true, false)))
+    }
+
+    /// Casts the named columns to the given types (strictly: a value that does not convert is
+    /// an error, not a null).
+    pub fn cast<I, S>(self, dtypes: I) -> Result<Frame>
+    where
+        I: IntoIterator<Item = (S, DataType)>,
+        S: AsRef<str>,
+    {
+        let exprs: Vec<Expr> = dtypes
+            .into_iter()
+            .map(|(name, dtype)| col(name.as_ref()).strict_cast(dtype))
+            .collect();
+        self.with_columns(exprs)
+    }
+
+    /// Applies `f` to every partition's `DataFrame`, in that partition's task. `f` must give
+    /// every partition the same schema; it is called on an empty frame first to learn it.
+    pub fn map_partitions<F>(self, f: F) -> Result<Frame>
+    where
+        F: Fn(DataFrame) -> PolarsResult<DataFrame> + Send + Sync + 'static,
+    {
+        let f = Arc::new(f);
+        let schema = f(DataFrame::empty_with_schema(&self.schema))
+            .map_err(polars_err)?
+            .schema()
+            .clone();
+        let parts = self
+            .parts
+            .iter()
+            .map(|p| {
+                let f = f.clone();
+                p.then(move |lf| Ok(f(lf.collect()?)?.lazy()))
+            })
+            .collect();
+        Ok(Frame::new(&self.cluster, parts, schema))
+    }
+
+    /// The partitions as tasks, in order (nothing runs until they are computed).
+    pub fn to_delayed(&self) -> Vec<Delayed<DataFrame>> {
+        self.parts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| p.task(&self.cluster, &format!("frame-partition[{i}]"), Ok))
+            .collect()
+    }
+
+    /// Runs every partition's query on the cluster and stacks the results in partition order.
+    pub fn compute(self) -> Result<DataFrame> {
+        let parts = self.to_delayed();
+        let df = Delayed::combine(&self.cluster, parts, |dfs| {
+            concat_frames(dfs).map_err(crate::graph::user_error)
+        })
+        .label("frame-concat")
+        .compute()?;
+        if df.width() == 0 {
+            return Ok(DataFrame::empty_with_schema(&self.schema));
+        }
+        Ok(df)
+    }
+
+    /// The first `n` rows, computing partitions in order and only as many as needed.
+    pub fn head(&self, n: usize) -> Result<DataFrame> {
+        let mut out = DataFrame::empty_with_schema(&self.schema);
+        for (i, p) in self.parts.iter().enumerate() {
+            if out.height() >= n {
+                break;
+            }
+            let want = (n - out.height()) as IdxSize;
+            let df = p
+                .then(move |lf| Ok(lf.limit(want)))
+                .task(&self.cluster, &format!("frame-head[{i}]"), Ok)
+                .compute()?;
+            out.vstack_mut(&df).map_err(polars_err)?;
+        }
+        out.rechunk_mut();
+        Ok(out)
+    }
+
+    /// The last `n` rows, computing partitions from the last one back, only as many as needed.
+    pub fn tail(&self, n: usize) -> Result<DataFrame> {
+        let mut pieces = Vec::new();
+        let mut have = 0;
+        for (i, p) in self.parts.iter().enumerate().rev() {
+            if have >= n {
+                break;
+            }
+            let want = (n - have) as IdxSize;
+            let df = p
+                .then(move |lf| Ok(lf.tail(want)))
+                .task(&self.cluster, &format!("frame-tail[{i}]"), Ok)
+                .compute()?;
+            have += df.height();
+            pieces.push(df);
+        }
+        let mut out = DataFrame::empty_with_schema(&self.schema);
+        for df in pieces.iter().rev() {
+            out.vstack_mut(df).map_err(polars_err)?;
+        }
+        out.rechunk_mut();
+        Ok(out)
+    }
+
+    /// The frame as one partition, a task stacking all of them.
+    fn gathered(&self) -> Delayed<DataFrame> {
+        Delayed::combine(&self.cluster, self.to_delayed(), |dfs| {
+            concat_frames(dfs).map_err(crate::graph::user_error)
+        })
+        .label("frame-gather")
+    }
+
+    /// Sorts by the named columns (nulls last), into one partition. The rows are gathered in
+    /// one task: the result must fit in memory.
+    pub fn sort<I, S>(self, by: I, descending: bool) -> Frame
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let by: Vec<PlSmallStr> = by.into_iter().map(|s| s.as_ref().into()).collect();
+        let all = self.gathered();
+        let schema = self.schema.clone();
+        let part = Part::from_task(all).then(move |lf| {
+            Ok(lf.sort(
+                by.clone(),
+                SortMultipleOptions::default()
+                    .with_order_descending(descending)
+                    .with_nulls_last(true)
+                    .with_maintain_order(true),
+            ))
+        });
+        Frame::new(&self.cluster, vec![part], schema)
+    }
+
+    /// Joins with `right` on equal keys (`left_on[i]` with `right_on[i]`). The right frame is
+    /// computed once and broadcast to every left partition, so it should be the smaller one;
+    /// the result has the left frame's partitions. Right-hand columns whose names clash get the
+    /// suffix `_right`, as in polars.
+    pub fn join(
+        self,
+        right: &Frame,
+        left_on: &[&str],
+        right_on: &[&str],
+        how: JoinHow,
+    ) -> Result<Frame> {
+        if left_on.is_empty() || left_on.len() != right_on.len() {
+            return Err(Error::Invalid(format!(
+                "join: {} left keys and {} right keys; give the same number, at least one",
+                left_on.len(),
+                right_on.len()
+            )));
+        }
+        let l: Vec<Expr> = left_on.iter().map(|c| col(*c)).collect();
+        let r: Vec<Expr> = right_on.iter().map(|c| col(*c)).collect();
+        let jt = match how {
+            JoinHow::Inner => JoinType::Inner,
+            JoinHow::Left => JoinType::Left,
+        };
+        let schema = DataFrame::empty_with_schema(&self.schema)
+            .lazy()
+            .join(
+                DataFrame::empty_with_schema(&right.schema).lazy(),
+                &l,
+                &r,
+                JoinArgs::new(jt.clone()),
+            )
+            .collect_schema()
+            .map_err(polars_err)?;
+        let small = right.gathered();
+        let parts = self
+            .parts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let (l, r, jt) = (l.clone(), r.clone(), jt.clone());
+                let left = p.task(&self.cluster, &format!("frame-join-left[{i}]"), Ok);
+                let joined = left.zip(small.clone()).try_map(move |(a, b)| {
+                    a.lazy()
+                        .join(b.lazy(), &l, &r, JoinArgs::new(jt.clone()))
+                        .collect()
+                });
+                Part::from_task(joined.label(&format!("frame-join[{i}]")))
+            })
+            .collect();
+        Ok(Frame::new(&self.cluster, parts, schema))
+    }
+
+    /// Writes every partition to `dir/part-NNNNN.parquet` (the directory is created), each
+    /// written to a temporary name then renamed, so a file that exists is complete. Returns the
+    /// paths in partition order.
+    pub fn to_parquet(&self, dir: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
+        write_parts(self, dir.as_ref(), "parquet", |file, df| {
+            ParquetWriter::new(file).finish(df).map(|_| ())
+        })
+    }
+
+    /// Writes every partition to `dir/part-NNNNN.csv` with a header line, like
+    /// [`to_parquet`](Frame::to_parquet) (atomically, one file per partition).
+    pub fn to_csv(&self, dir: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
+        write_parts(self, dir.as_ref(), "csv", |file, df| {
+            CsvWriter::new(file).finish(df)
+        })
+    }
+}
+
+/// Runs `write` on every partition to `dir/part-NNNNN.EXT`, through a temporary name renamed
+/// when complete; returns the paths in partition order.
+fn write_parts(
+    frame: &Frame,
+    dir: &Path,
+    ext: &'static str,
+    write: fn(&mut std::fs::File, &mut DataFrame) -> PolarsResult<()>,
+) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let tasks: Vec<Delayed<PathBuf>> = frame
+        .parts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let dir = dir.to_path_buf();
+            p.task(
+                &frame.cluster,
+                &format!("frame-to-{ext}[{i}]"),
+                move |mut df| {
+                    let path = dir.join(format!("part-{i:05}.{ext}"));
+                    let tmp = dir.join(format!(".part-{i:05}.{ext}.tmp"));
+                    let written = (|| -> std::result::Result<(), BoxError> {
+                        let mut file =
+                            std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+                        write(&mut file, &mut df).map_err(|e| format!("{}: {e}", tmp.display()))?;
+                        file.sync_all().map_err(|e| Error::io(&tmp, e))?;
+                        std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+                        Ok(())
+                    })();
+                    if written.is_err() {
+                        // Best effort: the error that matters is the one returned.
+                        let _ = std::fs::remove_file(&tmp);
+                    }
+                    written.map(|()| path)
+                },
+            )
+        })
+        .collect();
+    Delayed::join_all(&frame.cluster, tasks).compute()
+}
+
+/// Globs and file names, expanded: a glob must match something, a file must exist.
+fn expand<I, P>(paths: I) -> Result<Vec<String>>
+where
+    I: IntoIterator<Item = P>,
+    P: AsRef<str>,
+{
+    let mut files = Vec::new();
+    for p in paths {
+        let p = p.as_ref();
+        if p.contains(['*', '?', '[']) {
+            let mut matched: Vec<PathBuf> = glob::glob(p)
+                .map_err(|e| Error::Invalid(format!("bad glob {p:?}: {e}")))?
+                .collect::<std::result::Result<_, _>>()
+                .map_err(|e| Error::Invalid(format!("{p}: {e}")))?;
+            if matched.is_empty() {
+                return Err(Error::Invalid(format!("{p}: the glob matches no file")));
+            }
+            matched.sort();
+            for m in matched {
+                files.push(m.to_string_lossy().into_owned());
+            }
+        } else {
+            std::fs::metadata(p).map_err(|e| Error::io(p, e))?;
+            files.push(p.to_string());
+        }
+    }
+    if files.is_empty() {
+        return Err(Error::Invalid("no files to scan".into()));
+    }
+    Ok(files)
+}
+
+/// Why `got` is not `expected`, or `None` when they agree. With `names_only` (CSV, whose
+/// types are inferred per file), only the column names and their order count.
+fn schema_difference(expected: &Schema, got: &Schema, names_only: bool) -> Option<String> {
+    for (name, dtype) in expected.iter() {
+        match got.get(name) {
+            None => return Some(format!("column {name:?} is missing")),
+            Some(d) if d != dtype && !names_only => {
+                return Some(format!("column {name:?} is {d}, expected {dtype}"));
+            }
+            _ => {}
+        }
+    }
+    for name in got.iter_names() {
+        if !expected.contains(name) {
+            return Some(format!("extra column {name:?}"));
+        }
+    }
+    if expected.iter_names().ne(got.iter_names()) {
+        return Some("the columns are in a different order".into());
+    }
+    None
+}

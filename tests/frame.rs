@@ -1,0 +1,533 @@
+//! Frames: every operation against the same polars query on the whole data, on partitionings
+//! with empty partitions, one partition and many, with nulls, NaN and unicode strings.
+#![cfg(feature = "frame")]
+
+use onebox::frame::{Frame, JoinHow};
+use onebox::prelude::*;
+use polars::prelude::*;
+
+fn cluster() -> Cluster {
+    Cluster::builder().threads(2).ignore_env().build().unwrap()
+}
+
+/// `n` rows: a unicode string key with nulls, a small integer key with nulls, floats with NaN
+/// and nulls, integers.
+fn data(n: usize) -> DataFrame {
+    let names = ["α", "βeta", "日本", "x", "émile", "🦀"];
+    let mut s = 12345u64;
+    let mut next = move || {
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (s >> 33) as usize
+    };
+    let mut k = Vec::new();
+    let mut g = Vec::new();
+    let mut x = Vec::new();
+    let mut y = Vec::new();
+    for i in 0..n {
+        let r = next();
+        k.push(if r % 11 == 0 {
+            None
+        } else {
+            Some(names[r % names.len()])
+        });
+        g.push(if r % 13 == 0 {
+            None
+        } else {
+            Some((r % 4) as i64)
+        });
+        x.push(match r % 17 {
+            0 => None,
+            1 => Some(f64::NAN),
+            _ => Some((r % 1000) as f64 / 7.0 - 50.0),
+        });
+        y.push(i as i64 * 3 - 100);
+    }
+    df!("k" => k, "g" => g, "x" => x, "y" => y).unwrap()
+}
+
+/// `df` cut into partitions in several ways: one, a few, more than its rows (empty ones), and
+/// explicit empty partitions between non-empty ones.
+fn partitionings(c: &Cluster, df: &DataFrame) -> Vec<Frame> {
+    let mut out = vec![
+        Frame::from_dataframe(c, df.clone(), 1).unwrap(),
+        Frame::from_dataframe(c, df.clone(), 3).unwrap(),
+        Frame::from_dataframe(c, df.clone(), df.height() + 5).unwrap(),
+    ];
+    let h = df.height();
+    let parts = vec![
+        df.clear(),
+        df.slice(0, h / 3),
+        df.clear(),
+        df.slice((h / 3) as i64, h - h / 3),
+        df.clear(),
+    ];
+    out.push(Frame::from_partitions(c, parts).unwrap());
+    out
+}
+
+/// Equal names, types and values; floats within a relative 1e-9, NaN equal to NaN.
+fn assert_same(got: &DataFrame, want: &DataFrame) {
+    assert_eq!(got.schema(), want.schema(), "schemas differ");
+    assert_eq!(
+        got.height(),
+        want.height(),
+        "heights differ:\n{got}\n{want}"
+    );
+    for (a, b) in got.columns().iter().zip(want.columns()) {
+        let (a, b) = (a.as_materialized_series(), b.as_materialized_series());
+        if a.dtype().is_float() {
+            let a = a.cast(&DataType::Float64).unwrap();
+            let b = b.cast(&DataType::Float64).unwrap();
+            for (i, (u, v)) in a
+                .f64()
+                .unwrap()
+                .iter()
+                .zip(b.f64().unwrap().iter())
+                .enumerate()
+            {
+                let ok = match (u, v) {
+                    (None, None) => true,
+                    (Some(u), Some(v)) if u.is_nan() || v.is_nan() => u.is_nan() && v.is_nan(),
+                    (Some(u), Some(v)) => (u - v).abs() <= 1e-9 * (1.0 + u.abs().max(v.abs())),
+                    _ => false,
+                };
+                assert!(ok, "column {} row {i}: {u:?} vs {v:?}", a.name());
+            }
+        } else {
+            assert!(
+                a.equals_missing(b),
+                "column {} differs:\n{a}\n{b}",
+                a.name()
+            );
+        }
+    }
+}
+
+fn sorted(df: DataFrame, by: &[&str]) -> DataFrame {
+    df.lazy()
+        .sort(
+            by.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            SortMultipleOptions::default()
+                .with_nulls_last(true)
+                .with_maintain_order(true),
+        )
+        .collect()
+        .unwrap()
+}
+
+#[test]
+fn per_partition_operations_match_polars() {
+    let c = cluster();
+    let df = data(120);
+    let want = df
+        .clone()
+        .lazy()
+        .filter(col("x").gt(lit(-20.0)).or(col("k").is_null()))
+        .with_columns([
+            (col("y") * lit(2)).alias("y2"),
+            (col("x") - col("y").cast(DataType::Float64)).alias("ax"),
+        ])
+        .rename(["k"], ["key"], true)
+        .drop(by_name(["g"], true, false))
+        .with_columns([col("y").cast(DataType::Float32)])
+        .select([col("key"), col("x"), col("y"), col("y2"), col("ax")])
+        .collect()
+        .unwrap();
+    for f in partitionings(&c, &df) {
+        let got = f
+            .filter(col("x").gt(lit(-20.0)).or(col("k").is_null()))
+            .unwrap()
+            .with_columns([
+                (col("y") * lit(2)).alias("y2"),
+                (col("x") - col("y").cast(DataType::Float64)).alias("ax"),
+            ])
+            .unwrap()
+            .rename(["k"], ["key"])
+            .unwrap()
+            .drop(["g"])
+            .unwrap()
+            .cast([("y", DataType::Float32)])
+            .unwrap()
+            .select([col("key"), col("x"), col("y"), col("y2"), col("ax")])
+            .unwrap();
+        assert_eq!(got.schema().as_ref(), want.schema().as_ref());
+        assert_same(&got.compute().unwrap(), &want);
+    }
+}
+
+#[test]
+fn map_partitions_and_head() {
+    let c = cluster();
+    let df = data(50);
+    for f in partitionings(&c, &df) {
+        let doubled = f
+            .clone()
+            .map_partitions(|d| d.lazy().with_columns([col("y") * lit(2)]).collect())
+            .unwrap();
+        let want = df
+            .clone()
+            .lazy()
+            .with_columns([col("y") * lit(2)])
+            .collect()
+            .unwrap();
+        assert_same(&doubled.compute().unwrap(), &want);
+        for n in [0, 1, 7, 50, 80] {
+            assert_same(&f.head(n).unwrap(), &df.head(Some(n)));
+            assert_same(&f.tail(n).unwrap(), &df.tail(Some(n)));
+        }
+    }
+}
+
+#[test]
+fn head_computes_only_the_partitions_it_needs() {
+    let c = cluster();
+    let df = data(30);
+    let f = Frame::from_dataframe(&c, df.clone(), 3)
+        .unwrap()
+        .map_partitions(|d| {
+            // The last partition (rows 20..30) fails: head(15) must not compute it.
+            let y = d.column("y")?.i64()?;
+            if !y.is_empty() && y.get(0) == Some(20 * 3 - 100) {
+                polars_bail!(ComputeError: "the third partition was computed");
+            }
+            Ok(d)
+        })
+        .unwrap();
+    assert_same(&f.head(15).unwrap(), &df.head(Some(15)));
+    let err = f.head(25).unwrap_err().to_string();
+    assert!(err.contains("third partition"), "{err}");
+}
+
+#[test]
+fn group_by_matches_polars() {
+    let c = cluster();
+    let df = data(300);
+    let aggs = [
+        col("y").sum().alias("sum_y"),
+        col("x").sum().alias("sum_x"),
+        len().alias("n"),
+        col("x").count().alias("count_x"),
+        col("x").mean().alias("mean_x"),
+        col("y").mean(),
+        col("x").min().alias("min_x"),
+        col("x").max().alias("max_x"),
+        col("k").min().alias("min_k"),
+        col("y").first().alias("first_y"),
+        col("x").last().alias("last_x"),
+        col("y").var(1).alias("var_y"),
+        col("x").std(1).alias("std_x"),
+        (col("y") * lit(2) + col("x")).var(0).alias("var0"),
+        col("y").std(1).alias("std_y"),
+        col("x").n_unique().alias("nu_x"),
+        col("k").n_unique().alias("nu_k"),
+        (col("y") % lit(5)).n_unique().alias("nu_y5"),
+    ];
+    for keys in [vec!["k"], vec!["k", "g"]] {
+        let want = df
+            .clone()
+            .lazy()
+            .group_by(keys.iter().map(|k| col(*k)).collect::<Vec<_>>())
+            .agg(&aggs)
+            .collect()
+            .unwrap();
+        let want = sorted(want, &keys);
+        for f in partitionings(&c, &df) {
+            let got = f
+                .group_by(keys.clone())
+                .agg(&aggs)
+                .unwrap()
+                .compute()
+                .unwrap();
+            assert_same(&sorted(got, &keys), &want);
+        }
+    }
+}
+
+#[test]
+fn group_by_tree_of_many_partitions() {
+    // 70 partitions: more than one level of combine tasks.
+    let c = cluster();
+    let df = data(500);
+    let aggs = [col("x").mean(), col("y").var(1), len()];
+    let want = sorted(
+        df.clone()
+            .lazy()
+            .group_by([col("g")])
+            .agg(&aggs)
+            .collect()
+            .unwrap(),
+        &["g"],
+    );
+    let got = Frame::from_dataframe(&c, df, 70)
+        .unwrap()
+        .group_by(["g"])
+        .agg(&aggs)
+        .unwrap()
+        .compute()
+        .unwrap();
+    assert_same(&sorted(got, &["g"]), &want);
+}
+
+#[test]
+fn group_by_rejects_what_it_cannot_combine() {
+    let c = cluster();
+    let f = Frame::from_dataframe(&c, data(10), 2).unwrap();
+    let err = f
+        .clone()
+        .group_by(["k"])
+        .agg([col("x").median()])
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("cannot aggregate"), "{err}");
+    let err = f.group_by(["nope"]).agg([len()]).err().unwrap();
+    assert!(err.to_string().contains("nope"), "{err}");
+}
+
+#[test]
+fn joins_and_sort_match_polars() {
+    let c = cluster();
+    let df = data(150);
+    let labels = df!(
+        "k" => [Some("α"), Some("日本"), Some("🦀"), None, Some("nobody")],
+        "label" => ["alpha", "nihon", "crab", "null key", "unused"],
+    )
+    .unwrap();
+    let all = ["k", "g", "x", "y", "label"];
+    for (how, jt) in [
+        (JoinHow::Inner, JoinType::Inner),
+        (JoinHow::Left, JoinType::Left),
+    ] {
+        let want = df
+            .clone()
+            .lazy()
+            .join(
+                labels.clone().lazy(),
+                [col("k")],
+                [col("k")],
+                JoinArgs::new(jt),
+            )
+            .collect()
+            .unwrap();
+        for f in partitionings(&c, &df) {
+            for right in partitionings(&c, &labels) {
+                let got = f
+                    .clone()
+                    .join(&right, &["k"], &["k"], how)
+                    .unwrap()
+                    .compute()
+                    .unwrap();
+                assert_same(&sorted(got, &all), &sorted(want.clone(), &all));
+            }
+        }
+    }
+    let want = sorted(df.clone(), &["k", "y"]);
+    for f in partitionings(&c, &df) {
+        assert_same(&f.sort(["k", "y"], false).compute().unwrap(), &want);
+    }
+}
+
+#[test]
+fn parquet_round_trip_and_csv_scan() {
+    let c = cluster();
+    let df = data(90);
+    let dir = tempfile::tempdir().unwrap();
+    let f = Frame::from_dataframe(&c, df.clone(), 4).unwrap();
+    let files = f.to_parquet(dir.path().join("out")).unwrap();
+    assert_eq!(files.len(), 4);
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("out"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let glob = format!("{}/out/*.parquet", dir.path().display());
+    let back = Frame::scan_parquet(&c, [glob.as_str()]).unwrap();
+    assert_eq!(back.npartitions(), 4);
+    assert_same(&back.compute().unwrap(), &df);
+
+    // CSV: three files, one of them only a header.
+    let mut names = Vec::new();
+    for (i, (start, len)) in [(0i64, 40usize), (40, 0), (40, 50)].into_iter().enumerate() {
+        let path = dir.path().join(format!("p{i}.csv"));
+        let mut part = df.slice(start, len).select(["g", "y"]).unwrap();
+        let mut file = std::fs::File::create(&path).unwrap();
+        CsvWriter::new(&mut file).finish(&mut part).unwrap();
+        names.push(path.to_string_lossy().into_owned());
+    }
+    let csv = Frame::scan_csv(&c, &names).unwrap();
+    let written = csv.to_csv(dir.path().join("csv-out")).unwrap();
+    assert_eq!(written.len(), 3);
+    let again: Vec<String> = written
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    assert_same(
+        &Frame::scan_csv(&c, &again).unwrap().compute().unwrap(),
+        &df.select(["g", "y"]).unwrap(),
+    );
+    let want = df.select(["g", "y"]).unwrap();
+    let got = csv.filter(col("y").gt(lit(0))).unwrap().compute().unwrap();
+    let want = want.lazy().filter(col("y").gt(lit(0))).collect().unwrap();
+    assert_same(&got, &want);
+}
+
+#[test]
+fn bad_input_names_the_file_or_column() {
+    let c = cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir
+        .path()
+        .join("missing.csv")
+        .to_string_lossy()
+        .into_owned();
+    let err = Frame::scan_csv(&c, [missing.as_str()])
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("missing.csv"), "{err}");
+    let glob = format!("{}/*.parquet", dir.path().display());
+    let err = Frame::scan_parquet(&c, [glob.as_str()])
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("matches no file"), "{err}");
+
+    let a = dir.path().join("a.csv");
+    let b = dir.path().join("b.csv");
+    let d = dir.path().join("d.csv");
+    std::fs::write(&a, "id,v\n1,2\n").unwrap();
+    std::fs::write(&b, "id,v\n1,x\n").unwrap();
+    std::fs::write(&d, "id\n1\n").unwrap();
+    let (a, b, d) = (
+        a.to_string_lossy(),
+        b.to_string_lossy(),
+        d.to_string_lossy(),
+    );
+    // b.csv's "v" does not parse as the integers a.csv has: its task fails, naming it.
+    let f = Frame::scan_csv(&c, [&*a, &*b]).unwrap();
+    let err = f.compute().unwrap_err().to_string();
+    assert!(err.contains("b.csv"), "{err}");
+    let err = Frame::scan_csv(&c, [&*a, &*d]).err().unwrap().to_string();
+    assert!(err.contains("d.csv") && err.contains("missing"), "{err}");
+
+    // Parquet files whose column types differ: an error naming the second file and column.
+    let p1 = dir.path().join("p1.parquet");
+    let p2 = dir.path().join("p2.parquet");
+    let mut one = df!("id" => [1i64, 2], "v" => [1.5f64, 2.5]).unwrap();
+    let mut two = df!("id" => [3i64], "v" => ["three"]).unwrap();
+    ParquetWriter::new(std::fs::File::create(&p1).unwrap())
+        .finish(&mut one)
+        .unwrap();
+    ParquetWriter::new(std::fs::File::create(&p2).unwrap())
+        .finish(&mut two)
+        .unwrap();
+    let glob = format!("{}/p*.parquet", dir.path().display());
+    let err = Frame::scan_parquet(&c, [glob.as_str()])
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("p2.parquet") && err.contains("\"v\""), "{err}");
+
+    let f = Frame::scan_csv(&c, [&*a]).unwrap();
+    let err = f.clone().select([col("nope")]).err().unwrap().to_string();
+    assert!(err.contains("nope"), "{err}");
+    let err = f.clone().drop(["nope"]).err().unwrap().to_string();
+    assert!(err.contains("nope"), "{err}");
+    let err = f.filter(col("nope").gt(lit(1))).err().unwrap().to_string();
+    assert!(err.contains("nope"), "{err}");
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn rows() -> impl Strategy<Value = Vec<(Option<i32>, Option<i64>, Option<f64>)>> {
+        proptest::collection::vec(
+            (
+                proptest::option::of(0..4i32),
+                proptest::option::of(-1000..1000i64),
+                proptest::option::of(prop_oneof![Just(f64::NAN), (-100.0..100.0f64),]),
+            ),
+            0..60,
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// Any cut of any rows into partitions (empty ones included) gives polars' answer.
+        #[test]
+        fn any_partitioning_agrees(rows in rows(), cuts in proptest::collection::vec(0..70usize, 0..6)) {
+            let c = cluster();
+            let df = df!(
+                "k" => rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+                "v" => rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+                "x" => rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+            )
+            .unwrap();
+            let mut bounds: Vec<usize> = cuts.iter().map(|c| c.min(&df.height()).to_owned()).collect();
+            bounds.push(0);
+            bounds.push(df.height());
+            bounds.sort();
+            let parts: Vec<DataFrame> = bounds
+                .windows(2)
+                .map(|w| df.slice(w[0] as i64, w[1] - w[0]))
+                .collect();
+            let f = Frame::from_partitions(&c, parts).unwrap();
+
+            let aggs = [
+                col("v").sum(),
+                col("x").mean().alias("mean_x"),
+                col("v").min().alias("min_v"),
+                col("x").max().alias("max_x"),
+                col("v").n_unique().alias("nu_v"),
+                col("x").var(1).alias("var_x"),
+                len(),
+                col("v").first().alias("first_v"),
+            ];
+            let want = sorted(df.clone().lazy().group_by([col("k")]).agg(&aggs).collect().unwrap(), &["k"]);
+            let got = f.clone().group_by(["k"]).agg(&aggs).unwrap().compute().unwrap();
+            assert_same(&sorted(got, &["k"]), &want);
+
+            let want = df.clone().lazy().filter(col("v").gt(lit(0))).select([col("x"), col("k")]).collect().unwrap();
+            let got = f.filter(col("v").gt(lit(0))).unwrap().select([col("x"), col("k")]).unwrap().compute().unwrap();
+            assert_same(&got, &want);
+        }
+    }
+}
+
+#[test]
+fn a_chain_of_operations_is_one_task_per_partition() {
+    let c = cluster();
+    let events = c.events();
+    let f = Frame::from_dataframe(&c, data(40), 4)
+        .unwrap()
+        .filter(col("y").gt(lit(0)))
+        .unwrap()
+        .with_columns([(col("y") + lit(1)).alias("z")])
+        .unwrap()
+        .map_partitions(Ok)
+        .unwrap()
+        .select([col("k"), col("z")])
+        .unwrap()
+        .rename(["z"], ["w"])
+        .unwrap();
+    let agg = f.group_by(["k"]).agg([col("w").sum()]).unwrap();
+    agg.compute().unwrap();
+    let labels: Vec<String> = events
+        .try_iter()
+        .filter_map(|e| match e {
+            onebox::diagnostics::Event::Task(t) => Some(t.key.group().to_string()),
+            _ => None,
+        })
+        .collect();
+    let per_partition = labels
+        .iter()
+        .filter(|l| l.starts_with("frame-agg["))
+        .count();
+    assert_eq!(per_partition, 4, "{labels:?}");
+    // 4 partition tasks, one combine, one task finishing the result, one stacking it.
+    assert_eq!(labels.len(), 7, "{labels:?}");
+}
