@@ -73,7 +73,7 @@ fi
 
 # 3. onebox's side, in release mode.
 log "building the onebox benchmark program (release)"
-(cd "$ROOT" && cargo build --release --quiet --example peers)
+(cd "$ROOT" && cargo build --release --quiet --example peers --bin onebox)
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 case "$TARGET" in /*) ;; *) TARGET="$ROOT/$TARGET" ;; esac
 BIN="$TARGET/release/examples/peers"
