@@ -29,12 +29,11 @@
 //!
 //! Modules, one concept each: [`hardware`] (what the machine has), [`cluster`] (sizing and
 //! the pools), [`graph`] (tasks, `Delayed`, handles, the scheduler), [`map`] (Pool-style map),
-//! [`gpu`] (GPU workers), [`run`] (job batches from Saturn Run's files, locally or on Slurm),
-//! [`diagnostics`] (the event stream), [`error`].
-//! [`gpu`] (GPU workers), [`diagnostics`] (the event stream), [`error`], [`train`]
-//! (data-parallel training).
-//! [`gpu`] (GPU workers), [`diagnostics`] (the event stream, progress bars, the performance
-//! report and the live dashboard), [`error`].
+//! [`bag`] (partitioned lists, like `dask.bag`), [`array`](mod@array) (chunked arrays, like `dask.array`),
+//! `frame` (partitioned polars dataframes, like `dask.dataframe`; feature `frame`), [`run`]
+//! (job batches from Saturn Run's files, locally, on Slurm or on Dask), [`train`]
+//! (data-parallel training), [`gpu`] (GPU workers, kernels, cuBLAS), [`diagnostics`] (the event
+//! stream, progress bars, the performance report and the live dashboard), [`error`].
 
 #![warn(missing_docs)]
 
