@@ -151,6 +151,10 @@ impl Cluster {
                 .set_label(&format!("map[{}..{}]", ranges[c].start, ranges[c].end));
             tasks.push(task);
         }
+        // Start every chunk before waiting for any, so that they run in parallel.
+        for t in &tasks {
+            node::submit(t.clone(), None);
+        }
         let waits: Vec<_> = tasks.iter().map(|t| node::wait_for(t.clone())).collect();
         drop(tasks);
 

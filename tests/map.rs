@@ -121,3 +121,30 @@ fn imap_unordered_returns_every_result_once() {
             .any(|r| r.as_ref().is_err_and(|e| e.to_string().contains("fifty")))
     );
 }
+
+#[test]
+fn chunks_run_on_several_threads_at_once() {
+    // Items 0 and 4 are in different chunks; each waits (up to 5 s) for the other to start.
+    // Both see each other only if the map runs its chunks at the same time.
+    let c = cluster(2);
+    let started = AtomicUsize::new(0);
+    let met = c
+        .map(0..8u32, |x| {
+            if x % 4 != 0 {
+                return true;
+            }
+            started.fetch_add(1, Ordering::SeqCst);
+            let t = std::time::Instant::now();
+            while started.load(Ordering::SeqCst) < 2
+                && t.elapsed() < std::time::Duration::from_secs(5)
+            {
+                std::thread::yield_now();
+            }
+            started.load(Ordering::SeqCst) == 2
+        })
+        .unwrap();
+    assert!(
+        met.iter().all(|&m| m),
+        "chunks ran one after the other: {met:?}"
+    );
+}
