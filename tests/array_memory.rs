@@ -5,14 +5,7 @@
 use onebox::array::Array;
 
 mod common;
-
-/// Peak resident set size of this process, in bytes (Linux: `VmHWM` in /proc/self/status).
-fn peak_rss() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
+use common::peak_rss;
 
 #[test]
 fn sum_of_an_array_three_times_the_budget_stays_under_it() {

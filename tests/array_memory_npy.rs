@@ -4,13 +4,8 @@
 
 use onebox::array::Array;
 
-/// Peak resident set size of this process, in bytes (Linux: `VmHWM` in /proc/self/status).
-fn peak_rss() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
+mod common;
+use common::peak_rss;
 
 #[test]
 fn npy_files_three_times_the_budget_stream_through() {

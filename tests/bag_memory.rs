@@ -7,13 +7,8 @@ use std::io::Write;
 
 use onebox::prelude::*;
 
-/// A field of `/proc/self/status`, in bytes.
-fn status_bytes(field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
+mod common;
+use common::status_bytes;
 
 #[test]
 fn word_count_streams_a_corpus_four_times_the_budget() {

@@ -51,3 +51,16 @@ pub fn random_dag(n: usize, seed: u64) -> Vec<Vec<usize>> {
         })
         .collect()
 }
+
+/// A field of `/proc/self/status` (`"VmHWM:"`, `"VmRSS:"`), in bytes; `None` off Linux.
+pub fn status_bytes(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Peak resident set size of this process, in bytes (`VmHWM`).
+pub fn peak_rss() -> Option<u64> {
+    status_bytes("VmHWM:")
+}
