@@ -7,17 +7,21 @@
 //! event stream sees it) whose pool has one thread per slot: the thread starts the child in its
 //! own process group, with stdout and stderr going straight into the task's files, and waits.
 //! When the task's main process exits, whatever it left running in its process group is
-//! killed: a task's processes never outlive it.
+//! killed: a task's processes never outlive it. The thread that saw a task end frees its slots
+//! and admits the next task itself, which then runs on that same thread: between two tasks no
+//! other thread has to wake up, so a busy machine delays a batch of short tasks no more than
+//! it delays `xargs -P`.
 //!
 //! A task with `gpus: N` gets `N` GPUs no running task holds, named in `CUDA_VISIBLE_DEVICES`
 //! by UUID (right whatever `CUDA_VISIBLE_DEVICES` onebox itself was started with), and
 //! `SATURN_RUN_LOCAL_RANK` is its first GPU's index; `gpus: 0` hides every GPU; a task that
 //! does not say keeps the environment it inherits.
 //!
-//! This thread, meanwhile, keeps the books: it frees slots as tasks end, kills the process
-//! group of a task past its timeout, and on SIGINT/SIGTERM (or [`RunOptions::stop`]) stops
-//! admitting, sends SIGTERM to every running group, then SIGKILL to what is left after a grace
-//! period, and marks those tasks `interrupted`.
+//! This thread, meanwhile, keeps the books: it writes the journal and the progress as tasks
+//! end, fills slots no pool thread could, kills the process group of a task past its timeout,
+//! and on SIGINT/SIGTERM (or [`RunOptions::stop`]) stops admitting, sends SIGTERM to every
+//! running group, then SIGKILL to what is left after a grace period, and marks those tasks
+//! `interrupted`.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -136,9 +140,85 @@ impl Running {
 /// A running task's place in the books: its shared state, its GPUs, its index.
 type Lane = (Arc<Running>, Vec<usize>, usize);
 
-struct Ended {
-    slot: usize,
-    record: TaskRecord,
+/// What the pool threads tell the books' thread, which keeps the journal and the progress.
+enum Note {
+    /// A pool thread started the task at this index as its previous one ended.
+    Started(usize),
+    /// The task at this index ended.
+    Ended(usize, TaskRecord),
+}
+
+/// A task just admitted: its index, its lane, its GPUs and the state the books kill through.
+struct Admitted {
+    idx: usize,
+    lane: usize,
+    gpu_ids: Vec<usize>,
+    state: Arc<Running>,
+}
+
+/// The slots and the queue, shared by the books' thread and the pool threads: whoever frees a
+/// slot admits the next task into it, so a job ending starts the next one on the same thread
+/// without waking any other.
+struct Books {
+    pending: VecDeque<usize>,
+    free_cpus: usize,
+    free_gpus: Vec<bool>,
+    lanes: Vec<Option<Lane>>,
+    running: usize,
+    /// Tasks admitted so far; the run is over when as many have been recorded as ended.
+    admitted: usize,
+}
+
+impl Books {
+    /// The first pending task that fits the free slots, in file order (a later, smaller task
+    /// backfills while an earlier, bigger one waits), now marked running; `None` if none fits.
+    fn admit(&mut self, tasks: &[Task]) -> Option<Admitted> {
+        if self.running >= self.lanes.len() || self.free_cpus == 0 {
+            return None;
+        }
+        for i in 0..self.pending.len() {
+            let t = &tasks[self.pending[i]];
+            let want_gpus = t.gpus.unwrap_or(0);
+            let gpu_ids: Vec<usize> = (0..self.free_gpus.len())
+                .filter(|&g| self.free_gpus[g])
+                .take(want_gpus)
+                .collect();
+            if t.cpus > self.free_cpus || gpu_ids.len() < want_gpus {
+                continue;
+            }
+            let idx = self.pending.remove(i)?;
+            let lane = self.lanes.iter().position(Option::is_none)?;
+            self.free_cpus -= t.cpus;
+            for &g in &gpu_ids {
+                self.free_gpus[g] = false;
+            }
+            let state = Arc::new(Running {
+                child: Mutex::new(None),
+                killed: AtomicU8::new(NOT_KILLED),
+            });
+            self.lanes[lane] = Some((state.clone(), gpu_ids.clone(), idx));
+            self.running += 1;
+            self.admitted += 1;
+            return Some(Admitted {
+                idx,
+                lane,
+                gpu_ids,
+                state,
+            });
+        }
+        None
+    }
+
+    /// Frees the slots of the task in `lane`.
+    fn release(&mut self, lane: usize, tasks: &[Task]) {
+        if let Some((_, gpu_ids, idx)) = self.lanes[lane].take() {
+            self.free_cpus += tasks[idx].cpus;
+            for g in gpu_ids {
+                self.free_gpus[g] = true;
+            }
+            self.running -= 1;
+        }
+    }
 }
 
 /// Everything a task needs to run, cloned into its closure.
@@ -147,6 +227,72 @@ struct JobSpec {
     dir: PathBuf,
     env: Vec<(String, String)>,
     host: String,
+}
+
+/// What every pool thread shares to run tasks and admit the next ones.
+struct Shared {
+    cluster: Cluster,
+    tasks: Vec<Task>,
+    dir: ResultsDir,
+    slots: Slots,
+    host: String,
+    books: Mutex<Books>,
+    stop: Arc<AtomicBool>,
+    notes: channel::Sender<Note>,
+}
+
+/// Starts an admitted task as a task of the cluster, labelled with its name (so the event
+/// stream and the dashboard see each task of the batch).
+fn start(shared: &Arc<Shared>, admitted: Admitted) {
+    let name = shared.tasks[admitted.idx].name.clone();
+    let for_task = shared.clone();
+    let mut admitted = Some(admitted); // the task runs once: it has no retries
+    let _handle = shared
+        .cluster
+        .delayed(move || {
+            if let Some(a) = admitted.take() {
+                run_admitted(&for_task, a);
+            }
+        })
+        .label(&name)
+        .submit();
+}
+
+/// Runs one admitted task on a pool thread; then, unless the run is stopping, starts the
+/// next task that fits the slots it frees (submitted from this thread, it runs next on this
+/// thread: no other thread wakes up between two tasks), and reports the end.
+fn run_admitted(shared: &Arc<Shared>, admitted: Admitted) {
+    let Admitted {
+        idx,
+        lane,
+        gpu_ids,
+        state,
+    } = admitted;
+    let t = &shared.tasks[idx];
+    let job = job_spec(&shared.dir, t, lane, &gpu_ids, &shared.slots, &shared.host);
+    // A panic must still free the slot: the books wait for every record.
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run_job(&job, &state, &shared.stop)
+    }));
+    let record = ran.unwrap_or_else(|_| {
+        let mut r = TaskRecord::pending(&t.name, t.index);
+        r.state = TaskState::Failed;
+        r
+    });
+    let next = {
+        let mut books = lock(&shared.books);
+        books.release(lane, &shared.tasks);
+        if shared.stop.load(Ordering::SeqCst) {
+            None
+        } else {
+            books.admit(&shared.tasks)
+        }
+    };
+    if let Some(next) = next {
+        let _ = shared.notes.send(Note::Started(next.idx));
+        start(shared, next);
+    }
+    let _ = shared.notes.send(Note::Ended(idx, record));
 }
 
 /// Runs `tasks` on this machine; returns their records in the order given.
@@ -182,16 +328,32 @@ pub(crate) fn run(
         .append(true)
         .open(&journal_path)
         .map_err(|e| Error::io(&journal_path, e))?;
-    let host = results::hostname();
-    let (tx, rx) = channel::unbounded::<Ended>();
-
-    let mut pending: VecDeque<usize> = (0..n).collect();
-    let mut free_cpus = slots.cpus;
-    let mut free_gpus: Vec<bool> = vec![true; slots.gpus.len()];
-    let mut lanes: Vec<Option<Lane>> = vec![None; threads];
-    let mut running = 0usize;
+    let (tx, rx) = channel::unbounded::<Note>();
+    let shared = Arc::new(Shared {
+        cluster: cluster.clone(),
+        tasks: tasks.to_vec(),
+        dir: dir.clone(),
+        slots: slots.clone(),
+        host: results::hostname(),
+        books: Mutex::new(Books {
+            pending: (0..n).collect(),
+            free_cpus: slots.cpus,
+            free_gpus: vec![true; slots.gpus.len()],
+            lanes: vec![None; threads],
+            running: 0,
+            admitted: 0,
+        }),
+        stop: opts.stop.clone(),
+        notes: tx,
+    });
+    let mut ended = 0usize;
     let mut stopping: Option<Instant> = None;
     let mut killed_hard = false;
+    let kill_all = |signal: i32| {
+        for (state, _, _) in lock(&shared.books).lanes.iter().flatten() {
+            state.kill(signal, KILLED_INTERRUPT);
+        }
+    };
 
     loop {
         // Interruption (checked first: a signal may come before the first task starts).
@@ -199,105 +361,64 @@ pub(crate) fn run(
         match stopping {
             None if asked => {
                 opts.stop.store(true, Ordering::SeqCst);
+                let running = lock(&shared.books).running;
                 progress.println(&format!(
                     "onebox: interrupted: stopping {running} running task(s); `--resume` finishes the rest"
                 ));
-                for (state, _, _) in lanes.iter().flatten() {
-                    state.kill(libc::SIGTERM, KILLED_INTERRUPT);
-                }
+                kill_all(libc::SIGTERM);
                 stopping = Some(Instant::now());
             }
             Some(at) if !killed_hard && at.elapsed() >= GRACE => {
-                for (state, _, _) in lanes.iter().flatten() {
-                    state.kill(libc::SIGKILL, KILLED_INTERRUPT);
-                }
+                kill_all(libc::SIGKILL);
                 killed_hard = true;
             }
             _ => {}
         }
 
-        // Admit what fits, in file order with backfill.
+        // Fill the free slots (at the start, and when a pool thread found nothing to take).
         if stopping.is_none() {
-            let mut i = 0;
-            while i < pending.len() && running < threads && free_cpus > 0 {
-                let t = &tasks[pending[i]];
-                let want_gpus = t.gpus.unwrap_or(0);
-                let gpu_ids: Vec<usize> = free_gpus
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, f)| **f)
-                    .map(|(g, _)| g)
-                    .take(want_gpus)
-                    .collect();
-                if t.cpus > free_cpus || gpu_ids.len() < want_gpus {
-                    i += 1;
-                    continue;
-                }
-                let idx = pending.remove(i).unwrap_or_default();
-                let lane = lanes.iter().position(Option::is_none).unwrap_or(0);
-                free_cpus -= t.cpus;
-                for &g in &gpu_ids {
-                    free_gpus[g] = false;
-                }
-                let job = job_spec(dir, t, lane, &gpu_ids, slots, &host);
-                let state = Arc::new(Running {
-                    child: Mutex::new(None),
-                    killed: AtomicU8::new(NOT_KILLED),
-                });
-                lanes[lane] = Some((state.clone(), gpu_ids, idx));
-                running += 1;
-                progress.started(&t.name);
-                let tx = tx.clone();
-                let stop = opts.stop.clone();
-                let (name, index) = (t.name.clone(), t.index);
-                let _handle = cluster
-                    .delayed(move || {
-                        // A panic must still free the slot: the books wait for every record.
-                        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            run_job(&job, &state, &stop)
-                        }));
-                        let record = ran.unwrap_or_else(|_| {
-                            let mut r = TaskRecord::pending(&name, index);
-                            r.state = TaskState::Failed;
-                            r
-                        });
-                        let _ = tx.send(Ended { slot: lane, record });
-                    })
-                    .label(&tasks[idx].name)
-                    .submit();
+            loop {
+                let Some(first) = lock(&shared.books).admit(tasks) else {
+                    break;
+                };
+                progress.started(&tasks[first.idx].name);
+                start(&shared, first);
             }
         }
-        if running == 0 && (pending.is_empty() || stopping.is_some()) {
+        let (admitted, queue_empty, next_deadline) = {
+            let books = lock(&shared.books);
+            let deadline = books
+                .lanes
+                .iter()
+                .flatten()
+                .filter_map(|(r, _, _)| lock(&r.child).and_then(|(_, d)| d))
+                .min();
+            (books.admitted, books.pending.is_empty(), deadline)
+        };
+        if ended == admitted && (queue_empty || stopping.is_some()) {
             break;
         }
 
         // Wait for an end, a deadline or a tick.
-        let now = Instant::now();
-        let next_deadline = lanes
-            .iter()
-            .flatten()
-            .filter_map(|(r, _, _)| lock(&r.child).and_then(|(_, d)| d))
-            .min();
-        let wait = next_deadline.map_or(TICK, |d| d.saturating_duration_since(now).min(TICK));
+        let wait = next_deadline.map_or(TICK, |d| {
+            d.saturating_duration_since(Instant::now()).min(TICK)
+        });
         match rx.recv_timeout(wait) {
-            Ok(ended) => {
-                let mut batch = vec![ended];
-                batch.extend(rx.try_iter());
-                for Ended { slot, record } in batch {
-                    if let Some((_, gpu_ids, idx)) = lanes[slot].take() {
-                        free_cpus += tasks[idx].cpus;
-                        for g in gpu_ids {
-                            free_gpus[g] = true;
+            Ok(first) => {
+                for note in std::iter::once(first).chain(rx.try_iter()) {
+                    match note {
+                        Note::Started(idx) => progress.started(&tasks[idx].name),
+                        Note::Ended(idx, record) => {
+                            ended += 1;
+                            if let Err(e) = append_journal(&mut journal, &record) {
+                                progress.println(&format!(
+                                    "onebox: cannot append to {}: {e}",
+                                    journal_path.display()
+                                ));
+                            }
+                            progress.ended(&record);
+                            records[idx] = Some(record);
                         }
-                        running -= 1;
-                        if let Err(e) = append_journal(&mut journal, &record) {
-                            progress.println(&format!(
-                                "onebox: cannot append to {}: {e}",
-                                journal_path.display()
-                            ));
-                        }
-                        progress.ended(&record);
-                        records[idx] = Some(record);
                     }
                 }
             }
@@ -307,7 +428,7 @@ pub(crate) fn run(
 
         // Timeouts.
         let now = Instant::now();
-        for (state, _, _) in lanes.iter().flatten() {
+        for (state, _, _) in lock(&shared.books).lanes.iter().flatten() {
             let overdue = lock(&state.child).is_some_and(|(_, d)| d.is_some_and(|d| d <= now));
             if overdue {
                 state.kill(libc::SIGKILL, KILLED_TIMEOUT);
