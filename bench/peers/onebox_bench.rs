@@ -29,6 +29,9 @@ use serde_json::{Value, json};
 
 type Outcome = std::result::Result<(), Box<dyn std::error::Error>>;
 
+#[path = "onebox_w9.rs"]
+mod w9;
+
 /// One benchmark workload: its name on the command line, what it measures, and its body.
 struct Workload {
     name: &'static str,
@@ -68,6 +71,12 @@ const WORKLOADS: &[Workload] = &[
                 one process per repetition) and warm (another cluster in the same process); \
                 SIZE is ignored",
         run: w2_startup,
+    },
+    Workload {
+        name: "W9",
+        about: "data-parallel training: an MLP 64-SIZE-10 on the digits, a replica per thread \
+                (onebox Trainer, as examples/train_mlp.rs)",
+        run: w9::run,
     },
 ];
 

@@ -71,6 +71,17 @@ if ! command -v parallel >/dev/null 2>&1; then
     fi
 fi
 
+# 2b. PyTorch on the CPU (W9's peer): Debian's python3-torch, for the system's python3.
+if ! /usr/bin/python3 -c "import torch" >/dev/null 2>&1 && ! "$PEER_PYTHON" -c "import torch" >/dev/null 2>&1; then
+    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+        log "installing PyTorch (Debian's python3-torch, CPU only) with apt"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-torch >/dev/null \
+            || log "could not install python3-torch; W9's PyTorch rows will fail"
+    else
+        log "PyTorch is missing (apt-get install -y python3-torch); W9's PyTorch rows will fail"
+    fi
+fi
+
 # 3. onebox's side, in release mode.
 log "building the onebox benchmark program (release)"
 (cd "$ROOT" && cargo build --release --quiet --example peers --bin onebox)

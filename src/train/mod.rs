@@ -97,8 +97,11 @@
 //!
 //! Anything that implements [`Dataset`] (`len`, `n_features`, and `read` of the samples at
 //! given indices) can be trained on; [`Table`] is the in-memory one and reads numeric CSV
-//! files, gzip-compressed or not. Adapters for onebox's chunked arrays and data frames are to
-//! implement [`Dataset`] too.
+//! files, gzip-compressed or not. onebox's own collections become a [`Table`] with
+//! [`Table::from_arrays`] (a 2-D [`Array`](crate::array::Array) of features and a 1-D array of
+//! labels) and, with the `frame` feature, `Table::from_frame` (feature columns and a label
+//! column of a [`Frame`](crate::frame::Frame)), computed on the cluster first; [`Label`] says
+//! which label types they produce.
 //!
 //! ## GPUs
 //!
@@ -106,6 +109,7 @@
 //! cuBLAS in the models, is planned as a new [`Replicas`] variant; it is not implemented yet.
 
 mod checkpoint;
+mod collections;
 mod data;
 mod float;
 pub mod models;
@@ -114,6 +118,7 @@ mod reduce;
 mod rng;
 mod trainer;
 
+pub use collections::Label;
 pub use data::{Batch, Dataset, Table, train_test_split};
 pub use float::Float;
 pub use optim::{Optimizer, Schedule};
