@@ -27,6 +27,9 @@ use clap::Parser;
 use onebox::prelude::*;
 use serde_json::{Value, json};
 
+#[path = "onebox_w3.rs"]
+mod w3;
+
 type Outcome = std::result::Result<(), Box<dyn std::error::Error>>;
 
 /// One benchmark workload: its name on the command line, what it measures, and its body.
@@ -68,6 +71,12 @@ const WORKLOADS: &[Workload] = &[
                 one process per repetition) and warm (another cluster in the same process); \
                 SIZE is ignored",
         run: w2_startup,
+    },
+    Workload {
+        name: "W3",
+        about: "word count (top 20) of the corpus in $ONEBOX_W3_CORPUS (SIZE its MB): \
+                Bag read_text + words + frequencies + top_k, and a hand-written rayon program",
+        run: w3::w3_wordcount,
     },
 ];
 

@@ -81,7 +81,9 @@
 
 mod group;
 mod reduce;
+mod split;
 mod text;
+mod wordmap;
 
 use std::sync::Arc;
 
@@ -120,6 +122,10 @@ pub(crate) struct Part<T> {
     run: Run<T>,
     /// For a bag of `String`s only: the same items as `&str`, without allocating.
     text: Option<TextRun>,
+    /// For a bag of lines read from a file only: the text of whole lines, a block at a time
+    /// (the lines are what `str::lines` makes of it). Lets [`Bag::words`] split a block
+    /// at once instead of line by line.
+    blocks: Option<TextRun>,
 }
 
 impl<T> Clone for Part<T> {
@@ -128,6 +134,7 @@ impl<T> Clone for Part<T> {
             deps: self.deps.clone(),
             run: self.run.clone(),
             text: self.text.clone(),
+            blocks: self.blocks.clone(),
         }
     }
 }
@@ -138,6 +145,7 @@ impl<T: 'static> Part<T> {
             deps: Vec::new(),
             run,
             text: None,
+            blocks: None,
         }
     }
 
@@ -147,6 +155,7 @@ impl<T: 'static> Part<T> {
             deps: self.deps.clone(),
             run,
             text: None,
+            blocks: None,
         }
     }
 
@@ -177,6 +186,25 @@ impl Part<String> {
             deps,
             run: Arc::new(move |sink| t(&mut |s| sink(s.to_owned()))),
             text: Some(text),
+            blocks: None,
+        }
+    }
+
+    /// A partition of the lines of blocks of text: `blocks` hands out whole lines, several
+    /// at a time; the lines are what `str::lines` makes of each piece.
+    fn from_blocks(deps: Vec<Arc<dyn Task>>, blocks: TextRun) -> Self {
+        let b = blocks.clone();
+        let lines: TextRun = Arc::new(move |sink: &mut dyn FnMut(&str) -> Flow| {
+            b(&mut |block| {
+                for line in block.lines() {
+                    sink(line)?;
+                }
+                Ok(())
+            })
+        });
+        Part {
+            blocks: Some(blocks),
+            ..Part::from_text(deps, lines)
         }
     }
 }
@@ -353,6 +381,7 @@ impl<T: Clone + Send + 'static> Bag<T> {
                         Ok(())
                     }),
                     text: None,
+                    blocks: None,
                 }
             })
             .collect();
