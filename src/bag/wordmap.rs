@@ -3,33 +3,25 @@
 //! A word count spends most of its time looking words up: hashing them, then comparing the
 //! word with the key found in the table, which in a `HashMap<String, u64>` means following
 //! the key's pointer to the heap and calling `memcmp`. Most words are short, so this map
-//! keeps every key of up to 16 bytes *inside* the table, as two zero-padded `u64`s and a
+//! keeps every key of up to 15 bytes *inside* the table, as two zero-padded `u64`s and a
 //! length: a lookup hashes those two words and compares them with the slot's, touching no
-//! other memory. Longer keys live on the heap and are hashed and compared as usual. The
-//! hashes are seeded per map from the crate's randomly seeded default hasher.
+//! other memory, and a slot takes 24 bytes (a `String` key and its count take 32, plus the
+//! heap). Longer keys live in an ordinary map. The short-key hash is seeded per map from the
+//! randomly seeded default hasher.
 
 use std::hash::BuildHasher;
 
 use hashbrown::hash_table::{Entry, HashTable};
-use hashbrown::{DefaultHashBuilder, HashMap};
+use hashbrown::HashMap;
 
-/// Keys of up to this many bytes are stored inline.
-const INLINE: usize = 16;
+/// Keys of up to this many bytes are stored inline (the 16th byte holds the length).
+const INLINE: usize = 15;
 
-#[derive(Clone)]
-enum Key {
-    /// The bytes, zero-padded to 16, read as two little-endian words; and the length.
-    Short {
-        lo: u64,
-        hi: u64,
-        len: u8,
-    },
-    Long(Box<str>),
-}
-
+/// A short key and its count: the key's bytes zero-padded to 16, read as two little-endian
+/// words, with the length in the top byte of `hi`.
 struct Slot {
-    hash: u64,
-    key: Key,
+    lo: u64,
+    hi: u64,
     count: u64,
 }
 
@@ -59,27 +51,29 @@ fn load_le(b: &[u8]) -> u64 {
     }
 }
 
-/// A key of at most [`INLINE`] bytes as two zero-padded words.
+/// A key of at most [`INLINE`] bytes as two zero-padded words, its length in the top byte.
 #[inline]
 fn split16(b: &[u8]) -> (u64, u64) {
-    if b.len() <= 8 {
-        (load_le(b), 0)
+    let n = b.len();
+    let len = (n as u64) << 56;
+    if n <= 8 {
+        (load_le(b), len)
     } else {
-        let n = b.len();
         let mut a = [0u8; 8];
         a.copy_from_slice(&b[n - 8..]);
         // The last 8 bytes hold bytes 8..n in their top n - 8 bytes.
         let hi = u64::from_le_bytes(a) >> (8 * (16 - n));
-        (load_le(&b[..8]), hi)
+        (load_le(&b[..8]), hi | len)
     }
 }
 
 /// The bytes of a short key back from its two words.
-fn join16(lo: u64, hi: u64, len: u8) -> Vec<u8> {
-    let mut bytes = [0u8; INLINE];
+fn join16(lo: u64, hi: u64) -> Vec<u8> {
+    let len = (hi >> 56) as usize;
+    let mut bytes = [0u8; 16];
     bytes[..8].copy_from_slice(&lo.to_le_bytes());
     bytes[8..].copy_from_slice(&hi.to_le_bytes());
-    bytes[..len as usize].to_vec()
+    bytes[..len.min(INLINE)].to_vec()
 }
 
 /// The high and low halves of the 128-bit product, xored: a fast, well-mixing step.
@@ -91,24 +85,22 @@ fn fold_mul(a: u64, b: u64) -> u64 {
 
 /// Counts of text items.
 pub(crate) struct WordCounts {
-    table: HashTable<Slot>,
+    short: HashTable<Slot>,
+    long: HashMap<String, u64>,
     seeds: (u64, u64),
-    long: DefaultHashBuilder,
 }
 
 impl WordCounts {
     pub(crate) fn new() -> Self {
-        let long = DefaultHashBuilder::default();
-        // Odd seeds drawn from the randomly seeded hasher, so that the short-key hash is
-        // not predictable from outside the process either.
-        let seeds = (
-            long.hash_one(0x5eed_u64) | 1,
-            long.hash_one(0x5eed_1_u64) | 1,
-        );
+        let long = HashMap::new();
+        // Seeds drawn from the randomly seeded default hasher, so that the short-key hash
+        // is not predictable from outside the process either.
+        let random = long.hasher();
+        let seeds = (random.hash_one(0x5eed_u64), random.hash_one(0x5eed_1_u64));
         WordCounts {
-            table: HashTable::new(),
-            seeds,
+            short: HashTable::new(),
             long,
+            seeds,
         }
     }
 
@@ -116,60 +108,38 @@ impl WordCounts {
     #[inline]
     pub(crate) fn add(&mut self, word: &str, n: u64) {
         let b = word.as_bytes();
-        if b.len() <= INLINE {
-            let (lo, hi) = split16(b);
-            let len = b.len() as u8;
-            let hash = fold_mul(lo ^ self.seeds.0, hi ^ self.seeds.1 ^ u64::from(len) << 56);
-            let found = self.table.entry(
-                hash,
-                |s| matches!(s.key, Key::Short { lo: l, hi: h, len: n } if l == lo && h == hi && n == len),
-                |s| s.hash,
-            );
-            match found {
-                Entry::Occupied(mut o) => o.get_mut().count += n,
-                Entry::Vacant(v) => {
-                    v.insert(Slot {
-                        hash,
-                        key: Key::Short { lo, hi, len },
-                        count: n,
-                    });
-                }
-            }
-        } else {
-            let hash = self.long.hash_one(word);
-            let found = self.table.entry(
-                hash,
-                |s| matches!(&s.key, Key::Long(k) if **k == *word),
-                |s| s.hash,
-            );
-            match found {
-                Entry::Occupied(mut o) => o.get_mut().count += n,
-                Entry::Vacant(v) => {
-                    v.insert(Slot {
-                        hash,
-                        key: Key::Long(word.into()),
-                        count: n,
-                    });
-                }
+        if b.len() > INLINE {
+            *self.long.entry_ref(word).or_insert(0) += n;
+            return;
+        }
+        let (lo, hi) = split16(b);
+        let seeds = self.seeds;
+        let hash = |lo: u64, hi: u64| fold_mul(lo ^ seeds.0, hi ^ seeds.1);
+        match self.short.entry(
+            hash(lo, hi),
+            |s| s.lo == lo && s.hi == hi,
+            |s| hash(s.lo, s.hi),
+        ) {
+            Entry::Occupied(mut o) => o.get_mut().count += n,
+            Entry::Vacant(v) => {
+                v.insert(Slot { lo, hi, count: n });
             }
         }
     }
 
     /// The counts as a map of owned strings.
     pub(crate) fn into_map(self) -> HashMap<String, u64> {
-        let mut out = HashMap::with_capacity(self.table.len());
-        for slot in self.table {
-            let word = match slot.key {
-                Key::Short { lo, hi, len } => {
-                    // The bytes came from a `&str` whole, so they are valid UTF-8.
-                    match String::from_utf8(join16(lo, hi, len)) {
-                        Ok(s) => s,
-                        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-                    }
-                }
-                Key::Long(s) => s.into_string(),
+        let mut out = HashMap::with_capacity(self.short.len() + self.long.len());
+        for s in self.short {
+            // The bytes came from a `&str` whole, so they are valid UTF-8.
+            let word = match String::from_utf8(join16(s.lo, s.hi)) {
+                Ok(w) => w,
+                Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
             };
-            out.insert(word, slot.count);
+            out.insert(word, s.count);
+        }
+        for (w, n) in self.long {
+            out.insert(w, n);
         }
         out
     }
