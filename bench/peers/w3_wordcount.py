@@ -161,7 +161,7 @@ def _timed_count(size_mb, system, fn, info=None):
                 f"{system}: top {TOP} differs from the corpus's: {ordered(top)[:3]} ...")
     mb = total / 1e6
     return dict(system=system, count=round(mb), unit="MB", seconds=seconds,
-                phases={}, info={"MB/s": round(mb / seconds, 1), **(info or {})})
+                phases={}, info=info or {})
 
 
 def _dask_top(d, scheduler, threads):
@@ -212,7 +212,7 @@ def case_read(size_mb, threads):
     seconds = time.perf_counter() - t0
     mb = total / 1e6
     return dict(system="sequential read (page cache, 1 thread)", count=round(mb), unit="MB",
-                seconds=seconds, phases={}, info={"MB/s": round(mb / seconds, 1)})
+                seconds=seconds, phases={}, info={})
 
 
 CASES = {

@@ -435,6 +435,13 @@ impl<T: Clone + Send + 'static> Bag<T> {
     /// [`groupby_into`](Bag::groupby_into). For reductions per key prefer
     /// [`foldby`](Bag::foldby), which moves no items.
     ///
+    /// Why at most 64: every input task keeps one spill file open per output partition,
+    /// each with an 8 KiB write buffer, and the cluster runs one input task per thread, so
+    /// `threads x outputs` files are open at once (against the usual limit of 1024 per
+    /// process) and `inputs x outputs` spill files are made. 64 outputs keep that to 64 open
+    /// files and 512 KiB of buffers per thread; output partitions as large as the input ones
+    /// are rarely worth more files. [`groupby_into`](Bag::groupby_into) takes any count.
+    ///
     /// ```
     /// use onebox::prelude::*;
     /// let cluster = Cluster::builder().threads(2).build()?;
@@ -454,7 +461,9 @@ impl<T: Clone + Send + 'static> Bag<T> {
     }
 
     /// [`groupby`](Bag::groupby) into `npartitions` output partitions (groups are spread by
-    /// the hash of their key).
+    /// the hash of their key). Each running input task holds `npartitions` spill files open:
+    /// with thousands of outputs on many threads, the process's limit of open files (see
+    /// `ulimit -n`) can be reached, and the failing task's error names the spill file.
     pub fn groupby_into<K, F>(&self, key: F, npartitions: usize) -> Result<Bag<(K, Vec<T>)>>
     where
         T: serde::Serialize + serde::de::DeserializeOwned,

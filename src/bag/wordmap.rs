@@ -11,8 +11,8 @@
 
 use std::hash::BuildHasher;
 
-use hashbrown::hash_table::{Entry, HashTable};
 use hashbrown::HashMap;
+use hashbrown::hash_table::{Entry, HashTable};
 
 /// Keys of up to this many bytes are stored inline (the 16th byte holds the length).
 const INLINE: usize = 15;
@@ -96,7 +96,7 @@ impl WordCounts {
         // Seeds drawn from the randomly seeded default hasher, so that the short-key hash
         // is not predictable from outside the process either.
         let random = long.hasher();
-        let seeds = (random.hash_one(0x5eed_u64), random.hash_one(0x5eed_1_u64));
+        let seeds = (random.hash_one(1_u64), random.hash_one(2_u64));
         WordCounts {
             short: HashTable::new(),
             long,
