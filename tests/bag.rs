@@ -199,6 +199,53 @@ proptest! {
     }
 
     #[test]
+    fn words_of_files_match_sequential(
+        texts in prop::collection::vec(
+            "([a-c]{1,3}|[a-z]{15,20}|é日|[ \t\r\n\u{0B}\u{0C}\u{85}\u{a0}\u{2000}\u{2028}\u{3000}]){0,30}",
+            1..4,
+        ),
+        block in 1u64..60,
+        top in 0usize..6,
+    ) {
+        // Blocks are split into words whole (not line by line): the same words, in order.
+        let dir = tempfile::tempdir().unwrap();
+        let paths: Vec<PathBuf> = texts.iter().enumerate()
+            .map(|(i, t)| write(dir.path(), &format!("f{i}.txt"), t.as_bytes()))
+            .collect();
+        let b = Bag::read_text_with(&cluster(), paths, TextOptions::new().block_size(block)).unwrap();
+        let words: Vec<String> = seq_lines(&texts).iter()
+            .flat_map(|l| l.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+            .collect();
+        prop_assert_eq!(b.clone().words().compute().unwrap(), words.clone());
+        prop_assert_eq!(b.clone().words().count().compute().unwrap(), words.len() as u64);
+        prop_assert_eq!(b.clone().words().take(top).unwrap(), words.iter().take(top).cloned().collect::<Vec<_>>());
+        let mut freq: BTreeMap<String, u64> = BTreeMap::new();
+        for w in &words { *freq.entry(w.clone()).or_default() += 1; }
+        let mut by_count: Vec<(String, u64)> = freq.clone().into_iter().collect();
+        by_count.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        prop_assert_eq!(b.clone().words().frequencies_sorted().compute().unwrap(), by_count.clone());
+        prop_assert_eq!(sorted(b.clone().words().frequencies().compute().unwrap()), freq.clone().into_iter().collect::<Vec<_>>());
+        prop_assert_eq!(sorted(b.clone().words().distinct().compute().unwrap()), freq.keys().cloned().collect::<Vec<_>>());
+        // The lines themselves (empty ones included) count the same way.
+        let mut line_freq: BTreeMap<String, u64> = BTreeMap::new();
+        for l in seq_lines(&texts) { *line_freq.entry(l).or_default() += 1; }
+        prop_assert_eq!(sorted(b.frequencies().compute().unwrap()), line_freq.into_iter().collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn sorted_frequencies_order_by_count_then_item(
+        v in prop::collection::vec(0i64..12, 0..150),
+        parts in 1usize..9,
+        every in 2usize..5,
+    ) {
+        let mut freq: BTreeMap<i64, u64> = BTreeMap::new();
+        for &x in &v { *freq.entry(x).or_default() += 1; }
+        let mut expected: Vec<(i64, u64)> = freq.into_iter().collect();
+        expected.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        prop_assert_eq!(bag_of(&v, parts, every).frequencies_sorted().compute().unwrap(), expected);
+    }
+
+    #[test]
     fn string_bags_match_sequential(
         v in prop::collection::vec("\\PC{0,10}", 0..40),
         parts in 1usize..8,

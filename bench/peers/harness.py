@@ -35,7 +35,7 @@ from _plan import Ctx  # noqa: E402
 
 # The workload modules, in report order. A new workload: add its module here (and its
 # onebox side to WORKLOADS in onebox_bench.rs).
-WORKLOADS = ["w1_scheduler", "w1d_pool_map", "w2_startup", "w6_jobs", "w9_train"]
+WORKLOADS = ["w1_scheduler", "w1d_pool_map", "w2_startup", "w3_wordcount", "w6_jobs", "w9_train"]
 
 BEGIN, END = "<!-- peers:begin -->", "<!-- peers:end -->"
 
@@ -310,6 +310,8 @@ def fmt_per_unit(s, unit):
         return "-"
     if unit == "cluster":
         return fmt_time(s)
+    if unit == "MB":
+        return f"{_sig(1 / s)} MB/s" if s > 0 else "-"
     if s < 1e-6:
         return f"{_sig(s * 1e9)} ns/{unit or 'unit'}"
     return f"{_sig(s * 1e6)} µs/{unit or 'unit'}"

@@ -27,6 +27,9 @@ use clap::Parser;
 use onebox::prelude::*;
 use serde_json::{Value, json};
 
+#[path = "onebox_w3.rs"]
+mod w3;
+
 type Outcome = std::result::Result<(), Box<dyn std::error::Error>>;
 
 #[path = "onebox_w9.rs"]
@@ -77,6 +80,12 @@ const WORKLOADS: &[Workload] = &[
         about: "data-parallel training: an MLP 64-SIZE-10 on the digits, a replica per thread \
                 (onebox Trainer, as examples/train_mlp.rs)",
         run: w9::run,
+    },
+    Workload {
+        name: "W3",
+        about: "word count (top 20) of the corpus in $ONEBOX_W3_CORPUS (SIZE its MB): \
+                Bag read_text + words + frequencies + top_k, and a hand-written rayon program",
+        run: w3::w3_wordcount,
     },
 ];
 

@@ -191,6 +191,7 @@ class Report(unittest.TestCase):
         self.assertEqual(harness.fmt_time(42.0), "42.0 s")
         self.assertEqual(harness.fmt_per_unit(4e-7, "task"), "400 ns/task")
         self.assertEqual(harness.fmt_per_unit(2.2e-3, "task"), "2,200 µs/task")
+        self.assertEqual(harness.fmt_per_unit(1 / 284.0, "MB"), "284 MB/s")
         self.assertEqual(harness.fmt_ratio(1234.4), "1,234×")
         self.assertEqual(harness.fmt_ratio(0.5), "0.50×")
 
@@ -213,7 +214,8 @@ class Plans(unittest.TestCase):
             for case in mod.plan(self.ctx(False)):
                 for r in case.runs:
                     if not r.onebox:
-                        self.assertIn(r.argv[2], mod.CASES, f"{name}: {r.argv}")
+                        known = list(mod.CASES) + list(getattr(mod, "RUNNERS", {}))
+                        self.assertIn(r.argv[2], known, f"{name}: {r.argv}")
 
     def test_only_selects_by_prefix(self):
         cases = [Case("W1a", "", "task"), Case("W1d", "", "item"), Case("W2 cold", "", "c")]
@@ -224,6 +226,37 @@ class Plans(unittest.TestCase):
 
     def test_shown_args_drop_the_program(self):
         self.assertEqual(harness.shown_args(["--onebox-bin", "/x", "--quick"]), ["--quick"])
+
+
+class WordCountCorpus(unittest.TestCase):
+    def test_ordered_sorts_by_count_then_word(self):
+        import w3_wordcount as w3
+        self.assertEqual(w3.ordered([("b", 2), ("c", 5), ("a", 2)]),
+                         [["c", 5], ["a", 2], ["b", 2]])
+
+    def test_manifest_top_is_the_texts_word_count(self):
+        try:
+            import numpy  # noqa: F401
+        except ImportError:
+            self.skipTest("numpy is not installed")
+        import w3_wordcount as w3
+        from collections import Counter
+        with tempfile.TemporaryDirectory() as d:
+            m = w3.generate(d, 2)
+            files = w3.files_of(d)
+            self.assertEqual(len(files), w3.NFILES)
+            c = Counter()
+            total = 0
+            for fn in files:
+                with open(fn, encoding="ascii") as f:
+                    text = f.read()
+                total += len(text)
+                self.assertTrue(text.endswith("\n"))
+                c.update(text.split())
+            self.assertEqual(w3.ordered(c.items())[:w3.TOP], m["top"])
+            self.assertLessEqual(total, 2_000_000)
+            self.assertGreater(total, 1_900_000)
+            self.assertEqual(sum(m["files"].values()), total)
 
 
 class PeerLoop(unittest.TestCase):

@@ -13,6 +13,7 @@ use hashbrown::hash_map::Entry;
 use hashbrown::{DefaultHashBuilder, HashMap, HashSet};
 
 use super::reduce::{Combine, tree};
+use super::wordmap::WordCounts;
 use super::{Bag, Flow, Halt, Part, Run, drive_str_or, halt_error};
 use crate::error::{Error, Result, TaskFailure};
 use crate::graph::{Delayed, user_error};
@@ -163,9 +164,47 @@ impl<T: Clone + Send + 'static> Bag<T> {
     }
 
     /// How many times each distinct item occurs, as `(item, count)` pairs in one partition
-    /// (order unspecified). On a bag of lines or words the items are counted as borrowed
-    /// `&str` and become `String`s once per distinct item and partition.
+    /// (order unspecified: see [`frequencies_sorted`](Bag::frequencies_sorted)). On a bag of
+    /// lines or words the items are counted as borrowed `&str` and become `String`s once per
+    /// distinct item and partition.
     pub fn frequencies(&self) -> Bag<(T, u64)>
+    where
+        T: Hash + Eq,
+    {
+        let out = self.count_map().map(|m| m.into_iter().collect::<Vec<_>>());
+        Bag::from_delayed(&self.cluster, vec![out]).split_every(self.split_every)
+    }
+
+    /// [`frequencies`](Bag::frequencies) in a deterministic order: most frequent first,
+    /// equal counts in ascending order of the item (like Dask's `frequencies(sort=True)`,
+    /// whose order among equal counts is not defined). The sort runs in one task after the
+    /// counts are merged.
+    ///
+    /// ```
+    /// use onebox::prelude::*;
+    /// let cluster = Cluster::builder().threads(2).build()?;
+    /// let words = Bag::from_vec(&cluster, vec!["b", "a", "c", "a", "b", "d"], 3)?;
+    /// let freq = words.frequencies_sorted().compute()?;
+    /// assert_eq!(freq, [("a", 2), ("b", 2), ("c", 1), ("d", 1)]);
+    /// # Ok::<(), onebox::Error>(())
+    /// ```
+    pub fn frequencies_sorted(&self) -> Bag<(T, u64)>
+    where
+        T: Hash + Ord,
+    {
+        let out = self
+            .count_map()
+            .map(|m| {
+                let mut v = m.into_iter().collect::<Vec<_>>();
+                v.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+                v
+            })
+            .label("bag-frequencies-sort");
+        Bag::from_delayed(&self.cluster, vec![out]).split_every(self.split_every)
+    }
+
+    /// The count of every distinct item, merged in a tree of tasks.
+    fn count_map(&self) -> Delayed<HashMap<T, u64>>
     where
         T: Hash + Eq,
     {
@@ -173,16 +212,16 @@ impl<T: Clone + Send + 'static> Bag<T> {
             .map(|i| {
                 self.part_task(i, "frequencies", |part| {
                     if part.text.is_some() {
-                        let mut counts: HashMap<String, u64> = HashMap::new();
+                        let mut counts = WordCounts::new();
                         drive_str_or(
                             part,
                             &mut |s| {
-                                *counts.entry_ref(s).or_insert(0) += 1;
+                                counts.add(s, 1);
                                 Ok(())
                             },
                             &mut |_| Ok(()),
                         )?;
-                        return as_generic(counts);
+                        return as_generic(counts.into_map());
                     }
                     let mut counts: HashMap<T, u64> = HashMap::new();
                     part.drive(&mut |x| {
@@ -193,7 +232,7 @@ impl<T: Clone + Send + 'static> Bag<T> {
                 })
             })
             .collect();
-        let merged = tree(
+        tree(
             &self.cluster,
             partials,
             self.split_every,
@@ -215,9 +254,7 @@ impl<T: Clone + Send + 'static> Bag<T> {
                 }
                 Ok(acc)
             }),
-        );
-        let out = merged.map(|m| m.into_iter().collect::<Vec<_>>());
-        Bag::from_delayed(&self.cluster, vec![out]).split_every(self.split_every)
+        )
     }
 
     /// The distinct items, in one partition (order unspecified).
@@ -229,16 +266,16 @@ impl<T: Clone + Send + 'static> Bag<T> {
             .map(|i| {
                 self.part_task(i, "distinct", |part| {
                     if part.text.is_some() {
-                        let mut seen: HashMap<String, ()> = HashMap::new();
+                        let mut seen = WordCounts::new();
                         drive_str_or(
                             part,
                             &mut |s| {
-                                seen.entry_ref(s).or_insert(());
+                                seen.add(s, 1);
                                 Ok(())
                             },
                             &mut |_| Ok(()),
                         )?;
-                        let seen: HashMap<T, ()> = as_generic(seen)?;
+                        let seen: HashMap<T, u64> = as_generic(seen.into_map())?;
                         return Ok(seen.into_keys().collect::<HashSet<T>>());
                     }
                     let mut seen = HashSet::new();
@@ -398,6 +435,13 @@ impl<T: Clone + Send + 'static> Bag<T> {
     /// [`groupby_into`](Bag::groupby_into). For reductions per key prefer
     /// [`foldby`](Bag::foldby), which moves no items.
     ///
+    /// Why at most 64: every input task keeps one spill file open per output partition,
+    /// each with an 8 KiB write buffer, and the cluster runs one input task per thread, so
+    /// `threads x outputs` files are open at once (against the usual limit of 1024 per
+    /// process) and `inputs x outputs` spill files are made. 64 outputs keep that to 64 open
+    /// files and 512 KiB of buffers per thread; output partitions as large as the input ones
+    /// are rarely worth more files. [`groupby_into`](Bag::groupby_into) takes any count.
+    ///
     /// ```
     /// use onebox::prelude::*;
     /// let cluster = Cluster::builder().threads(2).build()?;
@@ -417,7 +461,9 @@ impl<T: Clone + Send + 'static> Bag<T> {
     }
 
     /// [`groupby`](Bag::groupby) into `npartitions` output partitions (groups are spread by
-    /// the hash of their key).
+    /// the hash of their key). Each running input task holds `npartitions` spill files open:
+    /// with thousands of outputs on many threads, the process's limit of open files (see
+    /// `ulimit -n`) can be reached, and the failing task's error names the spill file.
     pub fn groupby_into<K, F>(&self, key: F, npartitions: usize) -> Result<Bag<(K, Vec<T>)>>
     where
         T: serde::Serialize + serde::de::DeserializeOwned,
@@ -494,6 +540,7 @@ impl<T: Clone + Send + 'static> Bag<T> {
                     deps: deps.clone(),
                     run,
                     text: None,
+                    blocks: None,
                 }
             })
             .collect();

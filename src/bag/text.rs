@@ -7,6 +7,7 @@ use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::split::for_each_word;
 use super::{Bag, Flow, Halt, Part, Run, TextRun, halt_error};
 use crate::cluster::Cluster;
 use crate::error::{Error, Result, TaskFailure};
@@ -206,7 +207,8 @@ fn read_block(path: &Path, start: u64, end: u64) -> io::Result<(Vec<u8>, u64)> {
     Ok((buf, from + skip as u64))
 }
 
-/// A partition reading one block of a plain text file.
+/// A partition reading one block of a plain text file: hands out the block's lines as one
+/// piece of text.
 fn block_run(path: Arc<Path>, start: u64, end: u64, lossy: bool) -> TextRun {
     Arc::new(move |sink: &mut dyn FnMut(&str) -> Flow| {
         let (bytes, offset) =
@@ -221,10 +223,7 @@ fn block_run(path: Arc<Path>, start: u64, end: u64, lossy: bool) -> TextRun {
                 )));
             }
         };
-        for line in text.lines() {
-            sink(line)?;
-        }
-        Ok(())
+        sink(&text)
     })
 }
 
@@ -319,7 +318,7 @@ impl Bag<String> {
             let mut start = 0;
             loop {
                 let end = (start + block).min(len);
-                parts.push(Part::from_text(
+                parts.push(Part::from_blocks(
                     Vec::new(),
                     block_run(path.clone(), start, end, options.lossy),
                 ));
@@ -363,19 +362,23 @@ impl Bag<String> {
         self.derive(parts)
     }
 
-    /// Splits every item at whitespace (`str::split_whitespace`). On a bag of lines the words
-    /// stay borrowed from the block until a terminal operation needs them owned.
+    /// Splits every item at whitespace (the pieces of `str::split_whitespace`). On a bag of
+    /// lines the words stay borrowed from the block until a terminal operation needs them
+    /// owned; on lines read from a plain file, a whole block is split at once (line ends are
+    /// whitespace, so its words are its lines' words).
     pub fn words(self) -> Bag<String> {
-        self.text_lazy(|text| {
-            Arc::new(move |sink: &mut dyn FnMut(&str) -> Flow| {
-                text(&mut |line| {
-                    for w in line.split_whitespace() {
-                        sink(w)?;
-                    }
-                    Ok(())
-                })
+        let parts = self
+            .text_parts()
+            .into_iter()
+            .map(|(p, lines)| {
+                let text = p.blocks.clone().unwrap_or(lines);
+                let words: TextRun = Arc::new(move |sink: &mut dyn FnMut(&str) -> Flow| {
+                    text(&mut |piece| for_each_word(piece, sink))
+                });
+                Part::from_text(p.deps, words)
             })
-        })
+            .collect();
+        self.derive(parts)
     }
 
     /// Replaces every item by the pieces `f` emits for it, as `&str` slices of the item (a

@@ -1,0 +1,177 @@
+//! W3: word count over the generated corpus that `w3_wordcount.py` makes (its directory in
+//! `$ONEBOX_W3_CORPUS`, the exact top 20 in its `MANIFEST.json`), two ways, alternating
+//! repetition by repetition:
+//!
+//! - `bag`: `Bag::read_text(dir).words().frequencies().top_k(20, ..)` on a cluster of
+//!   `--threads` threads;
+//! - `rayon`: the same work written by hand on rayon (a pool of `--threads` threads): one
+//!   task per file reads it whole, counts its words into a hash map of `&str` slices of the
+//!   file, turns that into owned keys, and the maps are merged pairwise; then the top 20.
+//!
+//! Both split words with `str::split_whitespace`, validate UTF-8, and must give exactly the
+//! manifest's list (ordered by count, then word).
+
+use std::cmp::Reverse;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use hashbrown::HashMap;
+use onebox::prelude::*;
+use rayon::prelude::*;
+use serde_json::json;
+
+use super::{Bench, Outcome, Rep, check};
+
+const TOP: usize = 20;
+
+type Top = Vec<(String, u64)>;
+
+/// The corpus: its directory, its files (sorted), their bytes, and its exact top 20.
+struct Corpus {
+    dir: PathBuf,
+    files: Vec<PathBuf>,
+    bytes: u64,
+    top: Top,
+}
+
+fn corpus() -> std::result::Result<Corpus, Box<dyn std::error::Error>> {
+    let dir = std::env::var_os("ONEBOX_W3_CORPUS").ok_or(
+        "W3 needs $ONEBOX_W3_CORPUS (run it through `w3_wordcount.py with-corpus SIZE -- ...`)",
+    )?;
+    let dir = PathBuf::from(dir);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("MANIFEST.json"))?)?;
+    let top = manifest["top"]
+        .as_array()
+        .ok_or("MANIFEST.json has no top list")?
+        .iter()
+        .map(|p| match (p[0].as_str(), p[1].as_u64()) {
+            (Some(w), Some(n)) => Ok((w.to_string(), n)),
+            _ => Err(format!("bad MANIFEST.json entry {p}")),
+        })
+        .collect::<std::result::Result<Top, _>>()?;
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "txt"))
+        .collect();
+    files.sort();
+    let mut bytes = 0;
+    for f in &files {
+        bytes += std::fs::metadata(f)?.len();
+    }
+    Ok(Corpus {
+        dir,
+        files,
+        bytes,
+        top,
+    })
+}
+
+fn bag_top(cluster: &Cluster, files: &[PathBuf]) -> Result<Top> {
+    let paths: Vec<PathBuf> = files.to_vec();
+    Bag::read_text(cluster, paths)?
+        .words()
+        .frequencies()
+        .top_k(TOP, |(w, n)| (*n, Reverse(w.clone())))
+        .compute()
+}
+
+type Counts = HashMap<String, u64>;
+
+fn count_file(path: &Path) -> std::result::Result<Counts, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let text = std::str::from_utf8(&bytes).map_err(|e| {
+        format!(
+            "{}: invalid UTF-8 at byte {}",
+            path.display(),
+            e.valid_up_to()
+        )
+    })?;
+    let mut counts: HashMap<&str, u64> = HashMap::new();
+    for word in text.split_whitespace() {
+        *counts.entry(word).or_insert(0) += 1;
+    }
+    Ok(counts.into_iter().map(|(w, n)| (w.to_owned(), n)).collect())
+}
+
+fn merge(mut a: Counts, mut b: Counts) -> Counts {
+    if a.len() < b.len() {
+        std::mem::swap(&mut a, &mut b);
+    }
+    for (w, n) in b {
+        *a.entry(w).or_insert(0) += n;
+    }
+    a
+}
+
+fn rayon_top(pool: &rayon::ThreadPool, files: &[PathBuf]) -> std::result::Result<Top, String> {
+    let counts = pool.install(|| {
+        files
+            .par_iter()
+            .map(|p| count_file(p))
+            .try_reduce(Counts::new, |a, b| Ok(merge(a, b)))
+    })?;
+    let mut words: Top = counts.into_iter().collect();
+    words.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    words.truncate(TOP);
+    Ok(words)
+}
+
+pub(super) fn w3_wordcount(b: &Bench) -> Outcome {
+    let Corpus {
+        dir,
+        files,
+        bytes,
+        top: expected,
+    } = corpus()?;
+    let mb = bytes as f64 / 1e6;
+    let cluster = b.cluster()?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(b.threads)
+        .build()?;
+    let info = || json!({"files": files.len()});
+    let total = b.warmup + b.reps;
+    for i in 0..total {
+        let warmup = i < b.warmup;
+        let index = if warmup { i + 1 } else { i - b.warmup + 1 };
+        let t0 = Instant::now();
+        let top = bag_top(&cluster, &files)?;
+        let secs = t0.elapsed().as_secs_f64();
+        check(top == expected, || {
+            format!("W3 bag: top {TOP} of {} differs: {top:?}", dir.display())
+        })?;
+        b.emit(
+            &Rep {
+                case: "bag",
+                system: "onebox Bag",
+                count: mb.round() as usize,
+                unit: "MB",
+                seconds: secs,
+                phases: json!({}),
+                info: info(),
+            },
+            index,
+            warmup,
+        );
+        let t0 = Instant::now();
+        let top = rayon_top(&pool, &files)?;
+        let secs = t0.elapsed().as_secs_f64();
+        check(top == expected, || {
+            format!("W3 rayon: top {TOP} of {} differs: {top:?}", dir.display())
+        })?;
+        b.emit(
+            &Rep {
+                case: "rayon",
+                system: "hand-written rayon",
+                count: mb.round() as usize,
+                unit: "MB",
+                seconds: secs,
+                phases: json!({}),
+                info: info(),
+            },
+            index,
+            warmup,
+        );
+    }
+    Ok(())
+}
