@@ -35,7 +35,7 @@ from _plan import Ctx  # noqa: E402
 
 # The workload modules, in report order. A new workload: add its module here (and its
 # onebox side to WORKLOADS in onebox_bench.rs).
-WORKLOADS = ["w1_scheduler", "w1d_pool_map", "w2_startup", "w6_jobs"]
+WORKLOADS = ["w1_scheduler", "w1d_pool_map", "w2_startup", "w4_arrays", "w6_jobs"]
 
 BEGIN, END = "<!-- peers:begin -->", "<!-- peers:end -->"
 

@@ -19,6 +19,9 @@
 //!
 //! To add a workload: write a `fn(&Bench) -> Outcome` below and add a row to [`WORKLOADS`].
 
+#[path = "onebox_w4.rs"]
+mod w4;
+
 use std::hint::black_box;
 use std::process::Command;
 use std::time::Instant;
@@ -68,6 +71,11 @@ const WORKLOADS: &[Workload] = &[
                 one process per repetition) and warm (another cluster in the same process); \
                 SIZE is ignored",
         run: w2_startup,
+    },
+    Workload {
+        name: "W4",
+        about: "chunked arrays, SIZE x SIZE/2 f64: memory bandwidth (1 GB copy), random normal                 + sum, (x - x.mean(0)).std(0) (persisted and generated), A @ B.T of SIZE/5",
+        run: w4::run,
     },
 ];
 
