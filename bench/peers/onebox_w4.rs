@@ -40,10 +40,11 @@ pub(super) fn run(b: &Bench) -> Outcome {
 
     // (a) generation + sum, lazy: no array is ever materialised.
     b.repeat(|| {
-        let t0 = Instant::now();
+        let (t0, c0) = (Instant::now(), cpu_seconds());
         let x = Array::random_normal(&cluster, [rows, cols], chunks, 0)?;
         let total = x.sum()?.scalar()?;
         let seconds = t0.elapsed().as_secs_f64();
+        let cpu = cpu_seconds() - c0;
         // a sum of n standard normals has standard deviation sqrt(n): 6 of them is a bug
         let spread = ((rows * cols) as f64).sqrt();
         check(total.is_finite() && total.abs() < 6.0 * spread, || {
@@ -56,16 +57,17 @@ pub(super) fn run(b: &Bench) -> Outcome {
             unit: "array",
             seconds,
             phases: json!({}),
-            info: json!({"GB/s of array": round2(bytes / seconds / GB), "sum": total}),
+            info: json!({"GB/s of array": round2(bytes / seconds / GB), "cpu s": round2(cpu)}),
         })
     })?;
 
     // (b') the standardisation with x generated inside it.
     b.repeat(|| {
-        let t0 = Instant::now();
+        let (t0, c0) = (Instant::now(), cpu_seconds());
         let x = Array::random_normal(&cluster, [rows, cols], chunks, 0)?;
         let std = (&x - &x.mean_axis(&[0])?).std_axis(&[0])?.compute()?;
         let seconds = t0.elapsed().as_secs_f64();
+        let cpu = cpu_seconds() - c0;
         check_std(&std.iter().copied().collect::<Vec<_>>(), rows)?;
         Ok(Rep {
             case: "b_lazy",
@@ -74,7 +76,7 @@ pub(super) fn run(b: &Bench) -> Outcome {
             unit: "array",
             seconds,
             phases: json!({}),
-            info: json!({"GB/s of array": round2(bytes / seconds / GB)}),
+            info: json!({"GB/s of array": round2(bytes / seconds / GB), "cpu s": round2(cpu)}),
         })
     })?;
 
@@ -83,9 +85,10 @@ pub(super) fn run(b: &Bench) -> Outcome {
     let x = Array::random_normal(&cluster, [rows, cols], chunks, 0)?.persist()?;
     let persist = t0.elapsed().as_secs_f64();
     b.repeat(|| {
-        let t0 = Instant::now();
+        let (t0, c0) = (Instant::now(), cpu_seconds());
         let std = (&x - &x.mean_axis(&[0])?).std_axis(&[0])?.compute()?;
         let seconds = t0.elapsed().as_secs_f64();
+        let cpu = cpu_seconds() - c0;
         check_std(&std.iter().copied().collect::<Vec<_>>(), rows)?;
         Ok(Rep {
             case: "b",
@@ -97,12 +100,26 @@ pub(super) fn run(b: &Bench) -> Outcome {
             info: json!({
                 "GB/s of array": round2(bytes / seconds / GB),
                 "persist s": round2(persist),
+                "cpu s": round2(cpu),
             }),
         })
     })?;
     drop(x);
 
     matmul(b, &cluster, (rows / 5).max(1))
+}
+
+/// CPU seconds this process has used (every thread, user + system): with the wall time,
+/// it tells a slow run from a starved one on a loaded machine.
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage writes the struct it is given; a zeroed rusage is a valid value.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: RUSAGE_SELF and a valid pointer to a rusage.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return f64::NAN;
+    }
+    let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 * 1e-6;
+    t(ru.ru_utime) + t(ru.ru_stime)
 }
 
 fn round2(x: f64) -> f64 {
@@ -134,9 +151,10 @@ fn bandwidth(b: &Bench, cluster: &Cluster) -> Outcome {
         let t0 = Instant::now();
         dst.copy_from_slice(&src);
         let seconds = t0.elapsed().as_secs_f64();
-        check(dst[n - 1] == (n - 1) as f64 && dst[n / 3] == (n / 3) as f64, || {
-            "W4 bandwidth: the copy is wrong".into()
-        })?;
+        check(
+            dst[n - 1] == (n - 1) as f64 && dst[n / 3] == (n / 3) as f64,
+            || "W4 bandwidth: the copy is wrong".into(),
+        )?;
         Ok(Rep {
             case: "bandwidth",
             system: "Rust copy_from_slice 1 GB (1 thread)",
@@ -195,16 +213,18 @@ fn matmul(b: &Bench, cluster: &Cluster, m: usize) -> Outcome {
     let (av, bv) = (a.compute()?, bm.compute()?);
     let flop = 2.0 * (m as f64).powi(3);
     b.repeat(|| {
-        let t0 = Instant::now();
+        let (t0, c0) = (Instant::now(), cpu_seconds());
         let y = a.matmul(&bm.t())?.compute()?;
         let seconds = t0.elapsed().as_secs_f64();
+        let cpu = cpu_seconds() - c0;
         for s in 0..64usize {
             let (i, j) = ((s * 7919) % m, (s * 104_729 + 13) % m);
             let want: f64 = (0..m).map(|k| av[[i, k]] * bv[[j, k]]).sum();
             let got = y[[i, j]];
-            check((got - want).abs() <= 1e-9 * (m as f64).sqrt() * 10.0, || {
-                format!("W4c: entry ({i}, {j}) is {got}, a sequential dot gives {want}")
-            })?;
+            check(
+                (got - want).abs() <= 1e-9 * (m as f64).sqrt() * 10.0,
+                || format!("W4c: entry ({i}, {j}) is {got}, a sequential dot gives {want}"),
+            )?;
         }
         Ok(Rep {
             case: "c",
@@ -213,7 +233,7 @@ fn matmul(b: &Bench, cluster: &Cluster, m: usize) -> Outcome {
             unit: "matmul",
             seconds,
             phases: json!({}),
-            info: json!({"GFLOP/s": round2(flop / seconds / 1e9)}),
+            info: json!({"GFLOP/s": round2(flop / seconds / 1e9), "cpu s": round2(cpu)}),
         })
     })
 }
