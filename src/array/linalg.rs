@@ -85,7 +85,7 @@ impl<T: Numeric> Array<T> {
                             let (tb, sb) = &b_ops[l * gj + j];
                             deps.push(ta.clone());
                             deps.push(tb.clone());
-                            shapes.push((sa.clone(), sb.clone()));
+                            shapes.push((*sa, *sb));
                         }
                         let shape = [out_shape[0], out_shape[1]];
                         Delayed::combine(&cluster, deps, move |inputs| {
