@@ -130,7 +130,9 @@ fn round2(x: f64) -> f64 {
 /// error is about `1 / sqrt(2 rows)`; 8 of them is a bug).
 fn check_std(std: &[f64], rows: usize) -> Outcome {
     let tol = 8.0 / (2.0 * rows as f64).sqrt();
-    let bad = std.iter().find(|s| (*s - 1.0).abs().is_nan() || (*s - 1.0).abs() > tol);
+    let bad = std
+        .iter()
+        .find(|s| (*s - 1.0).abs().is_nan() || (*s - 1.0).abs() > tol);
     check(bad.is_none(), || {
         format!("W4b: a column's std is {bad:?}, not within {tol:.3} of 1")
     })?;

@@ -544,12 +544,17 @@ fn partial_of_block<T: Element, S: Clone>(
         };
         let p = with_block(kernel, inputs, r0 * row, &sshape, |v| f(v, axes, &spos))?;
         if reduce0 {
-            acc = Some(match acc {
-                None => p,
-                Some(a) => Zip::from(&a)
-                    .and(&p)
-                    .map_collect(|x, y| merge(x.clone(), y.clone())),
-            });
+            match &mut acc {
+                None => acc = Some(p),
+                Some(a) => {
+                    if a.shape() != p.shape() {
+                        return Err(internal("slab partials of different shapes"));
+                    }
+                    Zip::from(a)
+                        .and(&p)
+                        .for_each(|x, y| *x = merge(x.clone(), y.clone()));
+                }
+            }
         } else {
             parts.push(p);
         }
