@@ -806,6 +806,22 @@ proptest! {
         let x = Array::from_ndarray(&c, a.clone(), [c1, c2]).unwrap();
         let y = Array::from_ndarray(&c, b.clone(), [c3, c1]).unwrap();
         prop_assert!(close(&x.matmul(&y).unwrap().compute().unwrap(), &a.dot(&b).into_dyn(), 1e-9));
+        // `b` given as the transpose of a computed array: its blocks are read through a
+        // transposed view when their chunks line up (c2), rechunked otherwise (c3)
+        for zc in [c2, c3] {
+            let z = Array::from_ndarray(&c, b.t().to_owned(), [c1, zc]).unwrap().persist().unwrap();
+            prop_assert!(close(&x.matmul(&z.t()).unwrap().compute().unwrap(), &a.dot(&b).into_dyn(), 1e-9));
+        }
+    }
+
+    #[test]
+    fn prop_integer_matmul_with_a_transposed_operand(m in 0usize..5, k in 0usize..30, c1 in 1usize..4, c2 in 1usize..8, seed in 0i64..50) {
+        let c = cluster();
+        let a = ndarray::Array2::from_shape_fn((m, k), |(i, j)| (i as i64 * 7 + j as i64 * 3 + seed) % 11 - 5);
+        let b = ndarray::Array2::from_shape_fn((m, k), |(i, j)| (i as i64 * 5 + j as i64 + seed) % 13 - 6);
+        let x = Array::from_ndarray(&c, a.clone(), [c1, c2]).unwrap().persist().unwrap();
+        let y = Array::from_ndarray(&c, b.clone(), [c1, c2]).unwrap().persist().unwrap();
+        prop_assert_eq!(x.matmul(&y.t()).unwrap().compute().unwrap(), a.dot(&b.t()).into_dyn());
     }
 }
 

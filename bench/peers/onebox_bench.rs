@@ -29,6 +29,8 @@ use serde_json::{Value, json};
 
 #[path = "onebox_w3.rs"]
 mod w3;
+#[path = "onebox_w4.rs"]
+mod w4;
 
 type Outcome = std::result::Result<(), Box<dyn std::error::Error>>;
 
@@ -76,16 +78,22 @@ const WORKLOADS: &[Workload] = &[
         run: w2_startup,
     },
     Workload {
-        name: "W9",
-        about: "data-parallel training: an MLP 64-SIZE-10 on the digits, a replica per thread \
-                (onebox Trainer, as examples/train_mlp.rs)",
-        run: w9::run,
-    },
-    Workload {
         name: "W3",
         about: "word count (top 20) of the corpus in $ONEBOX_W3_CORPUS (SIZE its MB): \
                 Bag read_text + words + frequencies + top_k, and a hand-written rayon program",
         run: w3::w3_wordcount,
+    },
+    Workload {
+        name: "W4",
+        about: "chunked arrays, SIZE x SIZE/2 f64: memory bandwidth (1 GB copy), random normal \
+                + sum, (x - x.mean(0)).std(0) (persisted and generated), A @ B.T of SIZE/5",
+        run: w4::run,
+    },
+    Workload {
+        name: "W9",
+        about: "data-parallel training: an MLP 64-SIZE-10 on the digits, a replica per thread \
+                (onebox Trainer, as examples/train_mlp.rs)",
+        run: w9::run,
     },
 ];
 

@@ -217,6 +217,19 @@ class Plans(unittest.TestCase):
                         known = list(mod.CASES) + list(getattr(mod, "RUNNERS", {}))
                         self.assertIn(r.argv[2], known, f"{name}: {r.argv}")
 
+    def test_w4_runs_one_command_per_system_and_selects_its_case(self):
+        import w4_arrays
+        cases = w4_arrays.plan(self.ctx(False))
+        self.assertEqual([c.workload for c in cases],
+                         ["W4 bandwidth", "W4 bandwidth", "W4a", "W4b", "W4b'", "W4c"])
+        commands = {}
+        for case in cases:
+            for r in case.runs:
+                self.assertIsNotNone(r.select, case.workload)
+                commands.setdefault(r.system, set()).add(tuple(r.argv))
+        self.assertTrue(all(len(c) == 1 for c in commands.values()), commands)
+        self.assertEqual([r.select for r in cases[-1].runs], ["c", "c", "c"])
+
     def test_only_selects_by_prefix(self):
         cases = [Case("W1a", "", "task"), Case("W1d", "", "item"), Case("W2 cold", "", "c")]
         pick = harness.select_cases

@@ -61,6 +61,11 @@ pub(crate) trait Kernel<T>: Send + Sync {
     fn passthrough(&self) -> bool {
         false
     }
+    /// True when this kernel is the transpose of its single input, a whole 2-D block (so that
+    /// a consumer can read the input through a transposed view instead).
+    fn transposes_input(&self) -> bool {
+        false
+    }
     /// A short description of the tree (for debugging and other backends).
     fn describe(&self) -> String {
         "kernel".into()
@@ -262,6 +267,13 @@ impl<T: Element> Kernel<T> for Read<T> {
 
     fn passthrough(&self) -> bool {
         self.whole
+    }
+
+    fn transposes_input(&self) -> bool {
+        matches!(self.source, Source::Input)
+            && self.base == 0
+            && self.shape.len() == 2
+            && self.strides == [1, self.shape[0]]
     }
 
     fn eval(&self, inputs: &[Chunk], start: usize, out: &mut [T]) -> Result<(), TaskFailure> {

@@ -1,22 +1,27 @@
 //! Linear algebra: blocked matrix products and transposes.
 //!
 //! `a.matmul(&b)` aligns `b`'s row chunks to `a`'s column chunks, computes each input block
-//! once, multiplies block pairs with ndarray's `dot` (matrixmultiply for floats) in one task per
-//! pair, and sums the products of each output block in a tree of fan-in
-//! [`fan_in`](super::Array::fan_in). Only the blocks in flight and the result are held.
+//! once, and multiplies block pairs with ndarray's `general_mat_mul` (matrixmultiply for
+//! floats, with its AVX-512, AVX2 or SSE kernel chosen at run time), accumulating the products
+//! of an output block into one buffer. An output block is one task when there are enough
+//! output blocks to keep every thread busy; otherwise its products are split into a few tasks
+//! whose sums are added in a tree of fan-in [`fan_in`](super::Array::fan_in). A transposed
+//! operand (`b.t()`) is read through a transposed view of its blocks, not copied. Only the
+//! blocks in flight and the result are held.
 //!
 //! `tsqr` factorizes tall-and-skinny matrices (many rows, few columns) in two levels of
 //! Householder QRs, the algorithm of `dask.array.linalg.tsqr`.
 
 use std::sync::Arc;
 
+use ndarray::linalg::general_mat_mul;
 use ndarray::{Array1, Array2, ArrayD, ArrayView2, Ix2, Zip, s};
 
 use super::chunks::fmt_shape;
 use super::element::{Float, Numeric};
-use super::kernels::{Chunk, internal};
+use super::kernels::{Chunk, internal, to_chunk};
 use super::{Array, Block, Chunks, block_view};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, TaskFailure};
 use crate::graph::Delayed;
 
 impl<T: Numeric> Array<T> {
@@ -51,8 +56,8 @@ impl<T: Numeric> Array<T> {
             )));
         }
         let b = other.rechunk_axes(&[Some(self.chunks().ax(1).to_vec()), None]);
-        let a_tasks = self.block_tasks();
-        let b_tasks = b.block_tasks();
+        let a_ops = self.matmul_operands();
+        let b_ops = b.matmul_operands();
         let (gi, gl) = (self.chunks().ax(0).len(), self.chunks().ax(1).len());
         let gj = b.chunks().ax(1).len();
         let out = Chunks::from_axes(vec![
@@ -60,28 +65,39 @@ impl<T: Numeric> Array<T> {
             b.chunks().ax(1).to_vec(),
         ]);
         let cluster = self.cluster().clone();
+        // Each output block accumulates its products in one buffer, in as few tasks as keep
+        // every thread busy: the inner (l) blocks are cut into `groups` runs, one task each,
+        // summed in a tree when there is more than one.
+        let want = (2 * cluster.threads()).div_ceil((gi * gj).max(1));
+        let groups = want.clamp(1, gl.max(1));
         let mut blocks = Vec::with_capacity(gi * gj);
         for i in 0..gi {
             for j in 0..gj {
                 let out_shape = out.block_shape(i * gj + j);
-                let products: Vec<Delayed<ArrayD<T>>> = (0..gl)
-                    .map(|l| {
-                        let sa = self.chunks().block_shape(i * gl + l);
-                        let sb = b.chunks().block_shape(l * gj + j);
-                        Delayed::combine(
-                            &cluster,
-                            vec![a_tasks[i * gl + l].clone(), b_tasks[l * gj + j].clone()],
-                            move |inputs| {
-                                let x = block_view::<T>(&inputs[0], &sa)?
-                                    .into_dimensionality::<Ix2>()
-                                    .map_err(|e| internal(e.to_string()))?;
-                                let y = block_view::<T>(&inputs[1], &sb)?
-                                    .into_dimensionality::<Ix2>()
-                                    .map_err(|e| internal(e.to_string()))?;
-                                Ok(x.dot(&y).into_dyn())
-                            },
-                        )
-                        .label(&format!("array-matmul-block[{i},{j},{l}]"))
+                let products: Vec<Delayed<ArrayD<T>>> = (0..groups)
+                    .map(|g| (g * gl / groups, (g + 1) * gl / groups))
+                    .filter(|(l0, l1)| l1 > l0)
+                    .map(|(l0, l1)| {
+                        let mut deps = Vec::with_capacity(2 * (l1 - l0));
+                        let mut shapes = Vec::with_capacity(2 * (l1 - l0));
+                        for l in l0..l1 {
+                            let (ta, sa) = &a_ops[i * gl + l];
+                            let (tb, sb) = &b_ops[l * gj + j];
+                            deps.push(ta.clone());
+                            deps.push(tb.clone());
+                            shapes.push((*sa, *sb));
+                        }
+                        let shape = [out_shape[0], out_shape[1]];
+                        Delayed::combine(&cluster, deps, move |inputs| {
+                            let mut c = Array2::<T>::zeros(shape);
+                            for (k, (sa, sb)) in shapes.iter().enumerate() {
+                                let x = sa.view(&inputs[2 * k])?;
+                                let y = sb.view(&inputs[2 * k + 1])?;
+                                general_mat_mul(T::one(), &x, &y, T::one(), &mut c);
+                            }
+                            Ok(c.into_dyn())
+                        })
+                        .label(&format!("array-matmul-block[{i},{j},{l0}..{l1}]"))
                     })
                     .collect();
                 let sum = tree_sum(&cluster, products, self.fan_in());
@@ -93,13 +109,46 @@ impl<T: Numeric> Array<T> {
                     }
                 };
                 let task = sum
-                    .map(|a| Arc::new(a.as_standard_layout().into_owned()) as Chunk)
+                    .map(to_chunk::<T>)
                     .label(&format!("array-matmul[{i},{j}]"));
                 blocks.push(Block::of_task(task, &out_shape));
             }
         }
         let _ = (m, n);
         Ok(Array::from_blocks(&cluster, out, blocks, "matmul").with_fan_in(self.fan_in()))
+    }
+
+    /// Per block of this 2-D array, what a matrix product reads: the task computing the
+    /// block, or, for a block that is the transpose of another task's block (`x.t()`), that
+    /// task, read through a transposed view (no transposed copy is made).
+    fn matmul_operands(&self) -> Vec<(Delayed<Chunk>, BlockOperand)> {
+        self.blocks()
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let shape = self.chunks().block_shape(i);
+                let (rows, cols) = (shape[0], shape[1]);
+                if b.kernel.transposes_input() && b.deps.len() == 1 {
+                    (
+                        b.deps[0].clone(),
+                        BlockOperand {
+                            rows,
+                            cols,
+                            transposed: true,
+                        },
+                    )
+                } else {
+                    (
+                        self.block_task(i),
+                        BlockOperand {
+                            rows,
+                            cols,
+                            transposed: false,
+                        },
+                    )
+                }
+            })
+            .collect()
     }
 
     /// The dot product: the matrix product for 2-D arrays, the matrix-vector and
@@ -140,6 +189,33 @@ impl<T: Numeric> Array<T> {
             other.t()
         };
         a.matmul(&b)
+    }
+}
+
+/// How a matrix product reads one block of an operand: a `rows x cols` block, stored as is or
+/// as its transpose (a `cols x rows` block read through a transposed view).
+#[derive(Clone, Copy)]
+struct BlockOperand {
+    rows: usize,
+    cols: usize,
+    transposed: bool,
+}
+
+impl BlockOperand {
+    fn view<'a, T: Numeric>(&self, c: &'a Chunk) -> Result<ArrayView2<'a, T>, TaskFailure> {
+        let stored = if self.transposed {
+            [self.cols, self.rows]
+        } else {
+            [self.rows, self.cols]
+        };
+        let v = block_view::<T>(c, &stored)?
+            .into_dimensionality::<Ix2>()
+            .map_err(|e| internal(e.to_string()))?;
+        Ok(if self.transposed {
+            v.reversed_axes()
+        } else {
+            v
+        })
     }
 }
 

@@ -94,6 +94,7 @@ mod linalg;
 mod random;
 mod reduce;
 mod structure;
+mod ziggurat;
 
 use std::sync::Arc;
 

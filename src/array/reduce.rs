@@ -111,11 +111,47 @@ fn sum_sq_dev<T: Float>(s: &[T], mean: T) -> T {
     total
 }
 
+/// The rows of a contiguous block whose first axis is reduced (every other axis kept): the
+/// row length, when that is the case.
+fn first_axis_rows<T>(v: &ArrayViewD<'_, T>, axes: &[usize]) -> Option<usize> {
+    if axes != [0] || v.ndim() < 2 || !v.is_standard_layout() {
+        return None;
+    }
+    let row: usize = v.shape()[1..].iter().product();
+    (row > 0).then_some(row)
+}
+
+/// An array of `shape` holding `data` (row-major, as many elements as the shape has).
+fn filled<S: Clone + Default>(shape: &[usize], data: &[S]) -> ArrayD<S> {
+    let mut a = ArrayD::from_elem(IxDyn(shape), S::default());
+    if let Some(d) = a.as_slice_mut() {
+        d.clone_from_slice(data);
+    }
+    a
+}
+
+/// Adds each row of `s` (rows of `acc.len()` elements) into `acc`: a loop over contiguous
+/// slices, which vectorises.
+fn add_rows<T: Numeric>(acc: &mut [T], s: &[T]) {
+    for r in s.chunks_exact(acc.len()) {
+        for (a, &x) in acc.iter_mut().zip(r) {
+            *a = T::num_add(*a, x);
+        }
+    }
+}
+
 fn sum_block<T: Numeric>(v: ArrayViewD<'_, T>, axes: &[usize]) -> ArrayD<T> {
     if axes.len() == v.ndim()
         && let Some(s) = v.as_slice()
     {
         return ArrayD::from_elem(IxDyn(&vec![1; v.ndim()]), sum_slice(s));
+    }
+    if let (Some(row), Some(s)) = (first_axis_rows(&v, axes), v.as_slice()) {
+        let mut acc = vec![T::zero(); row];
+        add_rows(&mut acc, s);
+        let mut shape = v.shape().to_vec();
+        shape[0] = 1;
+        return filled(&shape, &acc);
     }
     fold_axes(
         v,
@@ -196,6 +232,30 @@ fn moments_block<T: Float>(
         };
         let one = |x: T| ArrayD::from_elem(IxDyn(&keep_shape), x);
         return moments(&one(n), &one(mean), &one(m2));
+    }
+    if !skip_nan && let (Some(row), Some(s)) = (first_axis_rows(&v, axes), v.as_slice()) {
+        // the first axis of a contiguous block: two passes over its rows, as slices
+        let rows = v.shape()[0];
+        let n = T::from(rows).unwrap_or_else(T::nan);
+        let mut sum = vec![T::zero(); row];
+        add_rows(&mut sum, s);
+        let mean: Vec<T> = sum
+            .iter()
+            .map(|&t| if rows > 0 { t / n } else { T::zero() })
+            .collect();
+        let mut m2 = vec![T::zero(); row];
+        for r in s.chunks_exact(row) {
+            for ((q, &m), &x) in m2.iter_mut().zip(&mean).zip(r) {
+                let d = x - m;
+                *q = *q + d * d;
+            }
+        }
+        let out: Vec<Moments<T>> = mean
+            .iter()
+            .zip(&m2)
+            .map(|(&mean, &m2)| Moments { n, mean, m2 })
+            .collect();
+        return filled(&keep_shape, &out);
     }
     if let [a] = axes {
         // one axis: accumulate its slices into arrays of the kept shape
@@ -484,12 +544,17 @@ fn partial_of_block<T: Element, S: Clone>(
         };
         let p = with_block(kernel, inputs, r0 * row, &sshape, |v| f(v, axes, &spos))?;
         if reduce0 {
-            acc = Some(match acc {
-                None => p,
-                Some(a) => Zip::from(&a)
-                    .and(&p)
-                    .map_collect(|x, y| merge(x.clone(), y.clone())),
-            });
+            match &mut acc {
+                None => acc = Some(p),
+                Some(a) => {
+                    if a.shape() != p.shape() {
+                        return Err(internal("slab partials of different shapes"));
+                    }
+                    Zip::from(a)
+                        .and(&p)
+                        .for_each(|x, y| *x = merge(x.clone(), y.clone()));
+                }
+            }
         } else {
             parts.push(p);
         }
