@@ -14,8 +14,15 @@
 //! - **Cross-partition** operations make the task graph:
 //!   [`group_by(..).agg(..)`](Frame::group_by) aggregates each partition into partial results
 //!   (a sum and a count for a mean, ...) and combines them exactly in one more task;
-//!   [`join`](Frame::join) broadcasts the right-hand frame to every left partition;
-//!   [`sort`](Frame::sort) gathers the rows into one sorted partition.
+//!   [`value_counts`](Frame::value_counts) is such a group-by;
+//!   [`sort`](Frame::sort) gathers the rows into one sorted partition;
+//!   [`repartition`](Frame::repartition) stacks or cuts partitions, keeping the order.
+//! - **Shuffles** move every row to the partition the hash of its key picks, through
+//!   temporary files, so that all the rows with one key meet in one task without the whole
+//!   frame being in memory: [`shuffle`](Frame::shuffle) itself, [`unique`](Frame::unique),
+//!   a group-by whose aggregates cannot be split into partials (a median, a quantile), and a
+//!   [`join`](Frame::join) of two frames that both have several partitions (a right frame of
+//!   one partition is broadcast to every left partition instead).
 //!
 //! ```text
 //!  partition 0: scan ─ filter ─ with_columns ─ partial agg ─┐
@@ -78,9 +85,13 @@
 //! `frame-<operation>[<partition>]`; an error while running (a value that does not cast, a
 //! malformed CSV line) fails that task and [`compute`](Frame::compute) returns an
 //! [`Error::Task`] that names the task and carries polars' message, prefixed with the file the
-//! partition reads.
+//! partition reads and, for a CSV record that does not parse, its line (`data.csv, line 12:
+//! could not parse ...`).
 
+mod csv;
 mod group;
+mod join;
+mod shuffle;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Once};
@@ -92,8 +103,10 @@ use crate::error::{BoxError, Error, Result};
 use crate::graph::Delayed;
 
 pub use group::GroupBy;
+pub use join::JoinHow;
 /// The polars crate that frames are made of (its `prelude` has `col`, `lit`, `df!`, ...).
 pub use polars;
+pub use shuffle::Keep;
 
 /// A partition's polars query, given its input rows when it has an input task.
 type Plan =
@@ -106,7 +119,12 @@ struct Part {
     plan: Plan,
     /// What the partition reads (a file), to name in its errors.
     context: Option<Arc<str>>,
+    /// Says where in its input a failed partition went wrong (a CSV file's bad line).
+    locate: Option<Locate>,
 }
+
+/// Finds where in a partition's input the error is, when it can: `"line 12"`.
+type Locate = Arc<dyn Fn() -> Option<String> + Send + Sync>;
 
 impl Part {
     /// Rows made inside the task (a slice of a `DataFrame`, a file scan).
@@ -117,6 +135,7 @@ impl Part {
             input: None,
             plan: Arc::new(move |_| f()),
             context: None,
+            locate: None,
         }
     }
 
@@ -129,6 +148,7 @@ impl Part {
                     .ok_or_else(|| "a frame partition lost its input".into())
             }),
             context: None,
+            locate: None,
         }
     }
 
@@ -142,6 +162,7 @@ impl Part {
             input: self.input.clone(),
             plan: Arc::new(move |df| f(prev(df)?)),
             context: self.context.clone(),
+            locate: self.locate.clone(),
         }
     }
 
@@ -154,11 +175,15 @@ impl Part {
     ) -> Delayed<U> {
         let plan = self.plan.clone();
         let context = self.context.clone();
+        let locate = self.locate.clone();
         let run = move |df: Option<DataFrame>| -> std::result::Result<U, BoxError> {
             let rows = plan(df).and_then(|lf| Ok(lf.collect()?));
             match (rows, &context) {
                 (Ok(rows), _) => finish(rows),
-                (Err(e), Some(what)) => Err(format!("{what}: {e}").into()),
+                (Err(e), Some(what)) => match locate.as_ref().and_then(|l| l()) {
+                    Some(place) => Err(format!("{what}, {place}: {e}").into()),
+                    None => Err(format!("{what}: {e}").into()),
+                },
                 (Err(e), None) => Err(e),
             }
         };
@@ -198,15 +223,6 @@ fn concat_frames(mut dfs: Vec<DataFrame>) -> std::result::Result<DataFrame, BoxE
     }
     out.rechunk_mut();
     Ok(out)
-}
-
-/// How rows are matched in a [`Frame::join`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum JoinHow {
-    /// Rows with a match on both sides.
-    Inner,
-    /// Every left row, with the right side's columns null where nothing matched.
-    Left,
 }
 
 /// A lazy, partitioned dataframe. See the [module docs](self).
@@ -279,11 +295,21 @@ impl Frame {
         I: IntoIterator<Item = P>,
         P: AsRef<str>,
     {
-        Frame::scan(cluster, paths, "csv", |path, schema| {
+        let mut frame = Frame::scan(cluster, paths, "csv", |path, schema| {
             LazyCsvReader::new(PlRefPath::new(path))
                 .with_schema(schema)
                 .finish()
-        })
+        })?;
+        let schema = frame.schema.clone();
+        for part in &mut frame.parts {
+            if let Some(file) = part.context.clone() {
+                let schema = schema.clone();
+                part.locate = Some(Arc::new(move || {
+                    csv::bad_line(&file, &schema).map(|line| format!("line {line}"))
+                }));
+            }
+        }
+        Ok(frame)
     }
 
     /// A frame of the Parquet files that `paths` name: globs, files, or both; a partition per
@@ -545,59 +571,6 @@ impl Frame {
             ))
         });
         Frame::new(&self.cluster, vec![part], schema)
-    }
-
-    /// Joins with `right` on equal keys (`left_on[i]` with `right_on[i]`). The right frame is
-    /// computed once and broadcast to every left partition, so it should be the smaller one;
-    /// the result has the left frame's partitions. Right-hand columns whose names clash get the
-    /// suffix `_right`, as in polars.
-    pub fn join(
-        self,
-        right: &Frame,
-        left_on: &[&str],
-        right_on: &[&str],
-        how: JoinHow,
-    ) -> Result<Frame> {
-        if left_on.is_empty() || left_on.len() != right_on.len() {
-            return Err(Error::Invalid(format!(
-                "join: {} left keys and {} right keys; give the same number, at least one",
-                left_on.len(),
-                right_on.len()
-            )));
-        }
-        let l: Vec<Expr> = left_on.iter().map(|c| col(*c)).collect();
-        let r: Vec<Expr> = right_on.iter().map(|c| col(*c)).collect();
-        let jt = match how {
-            JoinHow::Inner => JoinType::Inner,
-            JoinHow::Left => JoinType::Left,
-        };
-        let schema = DataFrame::empty_with_schema(&self.schema)
-            .lazy()
-            .join(
-                DataFrame::empty_with_schema(&right.schema).lazy(),
-                &l,
-                &r,
-                JoinArgs::new(jt.clone()),
-            )
-            .collect_schema()
-            .map_err(polars_err)?;
-        let small = right.gathered();
-        let parts = self
-            .parts
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                let (l, r, jt) = (l.clone(), r.clone(), jt.clone());
-                let left = p.task(&self.cluster, &format!("frame-join-left[{i}]"), Ok);
-                let joined = left.zip(small.clone()).try_map(move |(a, b)| {
-                    a.lazy()
-                        .join(b.lazy(), &l, &r, JoinArgs::new(jt.clone()))
-                        .collect()
-                });
-                Part::from_task(joined.label(&format!("frame-join[{i}]")))
-            })
-            .collect();
-        Ok(Frame::new(&self.cluster, parts, schema))
     }
 
     /// Writes every partition to `dir/part-NNNNN.parquet` (the directory is created), each
