@@ -983,3 +983,113 @@ fn a_malformed_csv_line_is_named_with_its_file() {
         .to_string();
     assert!(err.contains("bad.csv, line 4"), "{err}");
 }
+
+#[test]
+fn describe_matches_polars_and_plain_statistics() {
+    let c = cluster();
+    let df = data(157);
+    let stats = [
+        "count",
+        "null_count",
+        "mean",
+        "std",
+        "min",
+        "25%",
+        "50%",
+        "75%",
+        "max",
+    ];
+    let stat = |name: &str, e: Expr| -> Expr {
+        match name {
+            "count" => e.count(),
+            "null_count" => e.null_count(),
+            "mean" => e.mean(),
+            "std" => e.std(1),
+            "min" => e.min(),
+            "25%" => e.quantile(lit(0.25), QuantileMethod::Nearest),
+            "50%" => e.quantile(lit(0.5), QuantileMethod::Nearest),
+            "75%" => e.quantile(lit(0.75), QuantileMethod::Nearest),
+            _ => e.max(),
+        }
+        .cast(DataType::Float64)
+    };
+    let want = concat(
+        stats
+            .iter()
+            .map(|s| {
+                df.clone().lazy().select([
+                    lit(*s).alias("statistic"),
+                    stat(s, col("g")).alias("g"),
+                    stat(s, col("x")).alias("x"),
+                    stat(s, col("y")).alias("y"),
+                ])
+            })
+            .collect::<Vec<_>>(),
+        UnionArgs::default(),
+    )
+    .unwrap()
+    .collect()
+    .unwrap();
+    // Plain checks on "y" (integers 3i - 100, no nulls) and "g" (nulls).
+    let y = want.column("y").unwrap().f64().unwrap().to_vec();
+    let n = 157.0;
+    assert_eq!(y[0], Some(n));
+    assert_eq!(y[1], Some(0.0));
+    assert_eq!(y[2], Some(3.0 * (n - 1.0) / 2.0 - 100.0));
+    assert_eq!(y[4], Some(-100.0));
+    assert_eq!(y[8], Some(3.0 * (n - 1.0) - 100.0));
+    let g_nulls = df.column("g").unwrap().null_count() as f64;
+    assert!(g_nulls > 0.0);
+    assert_eq!(
+        want.column("g").unwrap().f64().unwrap().get(1),
+        Some(g_nulls)
+    );
+    for f in partitionings(&c, &df) {
+        assert_same(&f.describe().unwrap(), &want);
+    }
+    let strings = Frame::from_dataframe(&c, df.select(["k"]).unwrap(), 2).unwrap();
+    assert!(strings.describe().is_err());
+}
+
+/// A worker waiting for polars' pool runs other queued tasks meanwhile; the frame's window
+/// keeps a stage to as many partitions in flight as the cluster has threads.
+#[test]
+fn a_stage_has_at_most_threads_partitions_in_flight() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    let c = cluster();
+    let n = 100_000i64;
+    let df =
+        df!("a" => (0..n).collect::<Vec<_>>(), "b" => (0..n).map(|i| i % 1000).collect::<Vec<_>>())
+            .unwrap();
+    let (now, max) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (now2, max2) = (now.clone(), max.clone());
+    let f = Frame::from_dataframe(&c, df, 30)
+        .unwrap()
+        .map_partitions(move |df| {
+            max2.fetch_max(now2.fetch_add(1, SeqCst) + 1, SeqCst);
+            // polars kernels that use its pool: the task's thread waits for them.
+            let sorted = df.sort(["b"], SortMultipleOptions::default());
+            let grouped = df
+                .lazy()
+                .group_by([col("b")])
+                .agg([col("a").sum()])
+                .collect();
+            now2.fetch_sub(1, SeqCst);
+            grouped?;
+            sorted
+        })
+        .unwrap();
+    let got = f
+        .group_by(["b"])
+        .agg([col("a").sum()])
+        .unwrap()
+        .compute()
+        .unwrap();
+    assert_eq!(got.height(), 1000);
+    let seen = max.load(SeqCst);
+    assert!(
+        (1..=2).contains(&seen),
+        "{seen} partitions in flight on 2 threads"
+    );
+}

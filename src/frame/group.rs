@@ -15,7 +15,7 @@ use std::sync::Arc;
 use polars::prelude::*;
 
 use super::shuffle::shuffle;
-use super::{Frame, Part, concat_frames, polars_err};
+use super::{Frame, Part, concat_frames, polars_err, window};
 use crate::error::{Error, Result};
 use crate::graph::{Delayed, user_error};
 
@@ -230,6 +230,7 @@ impl GroupBy {
                 )
             })
             .collect();
+        window(&cluster, &level);
         let combine_step = {
             let (k, c) = (key_exprs.clone(), combine.clone());
             move |dfs: Vec<DataFrame>| -> std::result::Result<DataFrame, crate::error::BoxError> {

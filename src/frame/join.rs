@@ -147,12 +147,11 @@ impl Frame {
         let (spec, schema) = self.join_spec(right, left_on, right_on, how)?;
         let small = right.gathered();
         let parts = self
-            .parts
-            .iter()
+            .tasks("join-left", Ok)
+            .into_iter()
             .enumerate()
-            .map(|(i, p)| {
+            .map(|(i, left)| {
                 let spec = spec.clone();
-                let left = p.task(&self.cluster, &format!("frame-join-left[{i}]"), Ok);
                 let joined = left
                     .zip(small.clone())
                     .try_map(move |(a, b)| spec.apply(a.lazy(), b.lazy()).collect());

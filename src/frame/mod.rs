@@ -16,7 +16,8 @@
 //!   (a sum and a count for a mean, ...) and combines them exactly in one more task;
 //!   [`value_counts`](Frame::value_counts) is such a group-by;
 //!   [`sort`](Frame::sort) gathers the rows into one sorted partition;
-//!   [`repartition`](Frame::repartition) stacks or cuts partitions, keeping the order.
+//!   [`repartition`](Frame::repartition) stacks or cuts partitions, keeping the order;
+//!   [`describe`](Frame::describe) summarizes the numeric columns.
 //! - **Shuffles** move every row to the partition the hash of its key picks, through
 //!   temporary files, so that all the rows with one key meet in one task without the whole
 //!   frame being in memory: [`shuffle`](Frame::shuffle) itself, [`unique`](Frame::unique),
@@ -89,6 +90,7 @@
 //! could not parse ...`).
 
 mod csv;
+mod describe;
 mod group;
 mod join;
 mod shuffle;
@@ -206,6 +208,15 @@ fn limit_polars_threads() {
             unsafe { std::env::set_var("POLARS_MAX_THREADS", "1") };
         }
     });
+}
+
+/// Task `i` of `tasks` starts after task `i - threads` has finished: at most as many of them
+/// run, or wait on polars, at once as the cluster has threads.
+fn window<U: Clone + Send + 'static>(cluster: &Cluster, tasks: &[Delayed<U>]) {
+    let k = cluster.threads().max(1);
+    for i in k..tasks.len() {
+        tasks[i].after(&tasks[i - k]);
+    }
 }
 
 fn polars_err(e: PolarsError) -> Error {
@@ -478,13 +489,31 @@ impl Frame {
         Ok(Frame::new(&self.cluster, parts, schema))
     }
 
-    /// The partitions as tasks, in order (nothing runs until they are computed).
+    /// The partitions as tasks, in order (nothing runs until they are computed). Partition
+    /// `i` starts after partition `i - threads` has finished (see [`Threads`](self#threads)),
+    /// so computing one of them also computes those before it by that step.
     pub fn to_delayed(&self) -> Vec<Delayed<DataFrame>> {
-        self.parts
+        self.tasks("partition", Ok)
+    }
+
+    /// A task per partition computing it then `finish`, labelled `frame-<what>[i]`, at most
+    /// as many running at once as the cluster has threads: task `i` starts after task
+    /// `i - threads` has finished. A worker thread waiting for polars' pool runs other queued
+    /// tasks meanwhile (that is how rayon waits); without this window it would start every
+    /// ready partition of the stage, and all of them would be in memory at once.
+    fn tasks<U: Clone + Send + 'static>(
+        &self,
+        what: &str,
+        finish: impl Fn(DataFrame) -> std::result::Result<U, BoxError> + Clone + Send + Sync + 'static,
+    ) -> Vec<Delayed<U>> {
+        let tasks: Vec<Delayed<U>> = self
+            .parts
             .iter()
             .enumerate()
-            .map(|(i, p)| p.task(&self.cluster, &format!("frame-partition[{i}]"), Ok))
-            .collect()
+            .map(|(i, p)| p.task(&self.cluster, &format!("frame-{what}[{i}]"), finish.clone()))
+            .collect();
+        window(&self.cluster, &tasks);
+        tasks
     }
 
     /// Runs every partition's query on the cluster and stacks the results in partition order.
@@ -629,6 +658,7 @@ fn write_parts(
             )
         })
         .collect();
+    window(&frame.cluster, &tasks);
     Delayed::join_all(&frame.cluster, tasks).compute()
 }
 

@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 
 use polars::prelude::*;
 
-use super::{Frame, Part, concat_frames};
+use super::{Frame, Part, concat_frames, window};
 use crate::error::{BoxError, Error, Result};
 use crate::graph::node::lock;
 use crate::graph::{Delayed, user_error};
@@ -169,6 +169,7 @@ pub(super) fn shuffle(frame: &Frame, keys: Vec<Expr>, n: usize, what: &str) -> R
             )
         })
         .collect();
+    window(&frame.cluster, &writes);
     let written = Delayed::combine(&frame.cluster, writes, |_| Ok(DataFrame::empty()))
         .label(&format!("frame-{what}-written"));
     Ok(Buckets {
@@ -255,15 +256,12 @@ impl Frame {
         check_npartitions(npartitions)?;
         let m = self.parts.len();
         let cluster = self.cluster.clone();
+        let mut inputs = self.tasks("repartition", Ok).into_iter();
         let parts = if npartitions <= m {
             (0..npartitions)
                 .map(|j| {
-                    let group: Vec<Delayed<DataFrame>> = (m * j / npartitions
-                        ..m * (j + 1) / npartitions)
-                        .map(|i| {
-                            self.parts[i].task(&cluster, &format!("frame-repartition[{i}]"), Ok)
-                        })
-                        .collect();
+                    let size = m * (j + 1) / npartitions - m * j / npartitions;
+                    let group: Vec<Delayed<DataFrame>> = inputs.by_ref().take(size).collect();
                     let schema = self.schema.clone();
                     Part::from_task(
                         Delayed::combine(&cluster, group, move |dfs| {
@@ -280,9 +278,8 @@ impl Frame {
                 .collect()
         } else {
             let mut parts = Vec::with_capacity(npartitions);
-            for (i, p) in self.parts.iter().enumerate() {
+            for (i, whole) in inputs.enumerate() {
                 let pieces = npartitions * (i + 1) / m - npartitions * i / m;
-                let whole = p.task(&cluster, &format!("frame-repartition[{i}]"), Ok);
                 for k in 0..pieces {
                     parts.push(Part::from_task(whole.clone()).then(move |lf| {
                         let df = lf.collect()?;

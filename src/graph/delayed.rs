@@ -138,6 +138,16 @@ impl<T: Clone + Send + 'static> Delayed<T> {
         Self::combine(cluster, items, move |xs| Ok(f(xs)))
     }
 
+    /// Makes this task start only after `other` has finished (an ordering edge: `other`'s
+    /// output is not read; if it fails, so does this task). Returns false, changing nothing,
+    /// once this task has been submitted.
+    #[cfg_attr(not(feature = "frame"), allow(dead_code))]
+    pub(crate) fn after<U: Clone + Send + 'static>(&self, other: &Delayed<U>) -> bool {
+        self.node
+            .core()
+            .add_input(other.node.clone() as Arc<dyn Task>)
+    }
+
     /// A task applying a fallible `f` to the outputs of `items` (the building block of tree
     /// reductions).
     pub(crate) fn combine<U, F>(
