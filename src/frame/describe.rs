@@ -5,8 +5,11 @@ use polars::prelude::*;
 use super::{Frame, polars_err};
 use crate::error::{Error, Result};
 
-/// The statistics, in order: their names and how each column's is computed.
-fn statistics() -> Vec<(&'static str, fn(Expr) -> Expr)> {
+/// A statistic: its name and how a column's is computed.
+type Statistic = (&'static str, fn(Expr) -> Expr);
+
+/// The statistics, in order.
+fn statistics() -> Vec<Statistic> {
     vec![
         ("count", |c| c.count()),
         ("null_count", |c| c.null_count()),

@@ -106,7 +106,7 @@ impl Spec {
 impl Frame {
     /// Joins with `right` on equal keys (`left_on[i]` with `right_on[i]`), as `how` says. A
     /// broadcast join when `right` has one partition (and `how` is not
-    /// [`Full`](JoinHow::Full)), a shuffle join otherwise (see the [module docs](self)).
+    /// [`Full`](JoinHow::Full)), a shuffle join otherwise (see [joins](super#joins)).
     /// Right-hand columns whose names clash get the suffix `_right`, as in polars.
     pub fn join(
         self,

@@ -68,16 +68,49 @@
 //! with an error naming the file. [`Frame::from_dataframe`] splits a `DataFrame` into
 //! row ranges; [`Frame::from_partitions`] takes the partitions as given.
 //!
+//! ## Shuffles
+//!
+//! A shuffle puts together all the rows that have one key. Each input partition's task hashes
+//! the key columns of its rows and writes one Parquet bucket file per output partition into a
+//! temporary directory; then output partition `j`'s task reads bucket `j` of every input, in
+//! input order. Rows with equal keys (nulls equal to nulls, NaN to NaN) land in one partition,
+//! in the frame's order, and a task holds one input or one output partition at a time, so a
+//! shuffle of data larger than memory runs when the partitions fit. The directory is removed
+//! when the shuffled frame, what was made from it and their tasks are dropped.
+//!
+//! ```text
+//!  input 0 ─ hash, write ─┐   ┌─ read bucket 0 of each input ─ output 0
+//!  input 1 ─ hash, write ─┼───┼─ read bucket 1 of each input ─ output 1
+//!  input 2 ─ hash, write ─┘   └─ read bucket 2 of each input ─ output 2
+//! ```
+//!
+//! ## Joins
+//!
+//! [`join`](Frame::join) matches rows two ways. **Broadcast** (when the right frame has one
+//! partition): the right frame is computed once, whole, and joined with every left partition
+//! in that partition's task; no other data moves, but the right frame must fit in memory.
+//! **Shuffle** (otherwise, and always for a full join, whose unmatched right rows must appear
+//! once): both frames are shuffled on their keys into the same number of partitions, so rows
+//! that can match meet in partitions with the same index, joined pairwise; two frames bigger
+//! than memory join this way. [`broadcast_join`](Frame::broadcast_join) and
+//! [`shuffle_join`](Frame::shuffle_join) choose explicitly. Either way the rows are those
+//! polars gives on the concatenated frames, in no particular order.
+//!
 //! ## Threads
 //!
 //! Partition queries run inside the cluster's tasks, on its threads: the partitions give the
 //! parallelism. polars has a thread pool of its own; unless `POLARS_MAX_THREADS` is already
 //! set, the first frame sets it to 1 before polars starts that pool, so polars adds one thread
 //! to the cluster's, not one per core. Some polars kernels hand their work to that pool even
-//! when called from a task (the task's thread runs other tasks while it waits), so those parts
-//! of the partition queries take turns on polars' one thread. Setting `POLARS_MAX_THREADS` to
-//! the number of cores lets them spread out, at the cost of up to twice as many busy threads
-//! as cores.
+//! when called from a task, so those parts of the partition queries take turns on polars' one
+//! thread. Setting `POLARS_MAX_THREADS` to the number of cores lets them spread out, at the
+//! cost of up to twice as many busy threads as cores.
+//!
+//! A task's thread waiting for polars' pool does not sit idle: it runs other queued tasks
+//! (that is how rayon waits). Left alone it would start every ready partition of a stage, one
+//! on top of the other, and hold all of them in memory. So the partition tasks of a stage are
+//! chained in a window: partition `i` starts after partition `i - threads` has finished, and a
+//! stage has at most as many partitions in memory as the cluster has threads.
 //!
 //! ## Failures
 //!
@@ -490,7 +523,7 @@ impl Frame {
     }
 
     /// The partitions as tasks, in order (nothing runs until they are computed). Partition
-    /// `i` starts after partition `i - threads` has finished (see [`Threads`](self#threads)),
+    /// `i` starts after partition `i - threads` has finished (see [threads](self#threads)),
     /// so computing one of them also computes those before it by that step.
     pub fn to_delayed(&self) -> Vec<Delayed<DataFrame>> {
         self.tasks("partition", Ok)

@@ -227,7 +227,7 @@ impl Frame {
 
     /// The same rows in `npartitions` partitions chosen by the hash of the `keys` columns: all
     /// the rows with one key (nulls equal, NaN equal) end up in one partition, in the frame's
-    /// order. A hash shuffle through temporary files (see the [module docs](self)): one
+    /// order. A hash shuffle through temporary files (see [shuffles](super#shuffles)): one
     /// partition in memory per task.
     pub fn shuffle<I, S>(self, keys: I, npartitions: usize) -> Result<Frame>
     where
