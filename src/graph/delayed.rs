@@ -251,7 +251,9 @@ mod tests {
         let slow = task("slow", 60);
         let quick = task("q", 0);
         assert!(quick.after(&slow));
-        let both = Delayed::join_all(&cluster, vec![quick, slow]).compute().unwrap();
+        let both = Delayed::join_all(&cluster, vec![quick, slow])
+            .compute()
+            .unwrap();
         assert_eq!(both, [1, 4]);
         assert_eq!(*order.lock().unwrap(), ["slow", "q"]);
 
