@@ -19,7 +19,7 @@ fn a_join_and_group_by_of_frames_three_times_the_budget() {
         eprintln!("skipped: /proc/self/status has no VmHWM on this system");
         return;
     };
-    const BUDGET: u64 = 32_000_000;
+    const BUDGET: u64 = 48_000_000;
     // Three i64/f64 columns: 24 bytes a row; each side three times the budget.
     const ROWS: u64 = 3 * BUDGET / 24;
     const FILES: u64 = 32;
@@ -34,6 +34,7 @@ fn a_join_and_group_by_of_frames_three_times_the_budget() {
     write_sides(&small_left, &small_right, 1000, 4, GROUPS);
     run(&cluster, &small_left, &small_right, GROUPS);
     let (want_n, want_sum) = write_sides(&left_dir, &right_dir, ROWS, FILES, GROUPS);
+    let spills = shuffle_dirs();
     let before = peak_rss().unwrap();
     let (n, sum) = run(&cluster, &left_dir, &right_dir, GROUPS);
     let grew = peak_rss().unwrap().saturating_sub(before);
@@ -45,6 +46,26 @@ fn a_join_and_group_by_of_frames_three_times_the_budget() {
     assert_eq!(n, want_n);
     assert_eq!(sum, want_sum);
     assert!(grew < BUDGET, "peak grew by {grew} bytes, budget {BUDGET}");
+    // The shuffle's bucket files were written, and removed with the frames.
+    assert_eq!(
+        shuffle_dirs(),
+        spills,
+        "a shuffle directory was left behind"
+    );
+}
+
+/// The shuffle directories in the temporary directory.
+fn shuffle_dirs() -> Vec<std::path::PathBuf> {
+    let mut dirs: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("onebox-frame-shuffle-"))
+        })
+        .collect();
+    dirs.sort();
+    dirs
 }
 
 /// The join of the two sides, grouped by `id % groups`: the count and sum of `v + w`.
@@ -57,9 +78,10 @@ fn run(
     let left = Frame::scan_parquet(cluster, [format!("{}/*.parquet", left_dir.display())]).unwrap();
     let right =
         Frame::scan_parquet(cluster, [format!("{}/*.parquet", right_dir.display())]).unwrap();
-    let got = left
-        .join(&right, &["id"], &["id"], JoinHow::Inner)
-        .unwrap()
+    let joined = left.join(&right, &["id"], &["id"], JoinHow::Inner).unwrap();
+    // Both sides have several partitions: the join shuffles them into temporary files.
+    let got = joined
+        .clone()
         .with_columns([
             (col("id") % lit(groups)).alias("g"),
             (col("v") + col("w")).alias("s"),
@@ -71,6 +93,12 @@ fn run(
         .sort(["g"], false)
         .compute()
         .unwrap();
+    let files: usize = shuffle_dirs()
+        .iter()
+        .map(|d| std::fs::read_dir(d).map(|r| r.count()).unwrap_or(0))
+        .sum();
+    assert!(files > 0, "the shuffles wrote no bucket files");
+    drop(joined);
     let column = |name: &str| -> Vec<i64> {
         let c = got.column(name).unwrap().cast(&DataType::Int64).unwrap();
         c.i64().unwrap().into_no_null_iter().collect()

@@ -201,6 +201,7 @@ impl Frame {
         }
         let lb = Arc::new(shuffle(&self, lh, npartitions, "join-left")?);
         let rb = Arc::new(shuffle(right, rh, npartitions, "join-right")?);
+        rb.start_after(&lb.written());
         let both = lb.written().zip(rb.written()).map(|_| DataFrame::empty());
         let parts = (0..npartitions)
             .map(|j| {

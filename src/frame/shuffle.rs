@@ -43,6 +43,8 @@ pub(super) struct Buckets {
     /// none); complete once `written` has finished.
     present: Arc<Mutex<Vec<Vec<bool>>>>,
     schema: SchemaRef,
+    /// The tasks writing the bucket files, one per input partition.
+    writes: Vec<Delayed<()>>,
     /// A task finishing when every bucket file is written (its rows are empty).
     written: Delayed<DataFrame>,
 }
@@ -51,6 +53,14 @@ impl Buckets {
     /// A task finishing when every bucket file is written.
     pub(super) fn written(&self) -> Delayed<DataFrame> {
         self.written.clone()
+    }
+
+    /// Makes the writing start once `other` has finished: two shuffles feeding one operation
+    /// then hold one window of partitions in memory between them, not one each.
+    pub(super) fn start_after(&self, other: &Delayed<DataFrame>) {
+        for w in &self.writes {
+            w.after(other);
+        }
     }
 
     /// Output partition `j`'s rows: its buckets from every input, in input order.
@@ -170,12 +180,13 @@ pub(super) fn shuffle(frame: &Frame, keys: Vec<Expr>, n: usize, what: &str) -> R
         })
         .collect();
     window(&frame.cluster, &writes);
-    let written = Delayed::combine(&frame.cluster, writes, |_| Ok(DataFrame::empty()))
+    let written = Delayed::combine(&frame.cluster, writes.clone(), |_| Ok(DataFrame::empty()))
         .label(&format!("frame-{what}-written"));
     Ok(Buckets {
         dir,
         present,
         schema: frame.schema.clone(),
+        writes,
         written,
     })
 }
