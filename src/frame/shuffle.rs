@@ -3,8 +3,9 @@
 //! Operations whose answer depends on all the rows with one key — a join of two big frames,
 //! `unique`, an exact median per group — first put those rows together. Each input
 //! partition's task hashes the key columns of its rows and writes one Parquet **bucket file**
-//! per output partition (`in<i>-out<j>.parquet`); after every input task has written its
-//! buckets, output partition `j`'s task reads the files `in*-out<j>.parquet`, in input order.
+//! per output partition that gets rows (`in<i>-out<j>.parquet`); after every input task has
+//! written its buckets, output partition `j`'s task reads the files `in*-out<j>.parquet`, in
+//! input order.
 //!
 //! ```text
 //!  input 0 ─ hash, write ─┐   ┌─ read in*-out0 ─ output 0
