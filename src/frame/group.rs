@@ -5,12 +5,17 @@
 //! deviations (merged with Chan's formula), a count of distinct values into the list of each
 //! partition's distinct values (merged by union). The same combine step applies at every level of the
 //! tree, then a last step turns the partial columns into the asked-for outputs.
+//!
+//! An aggregate that has no such partials (a median, a quantile, a list of the values) needs
+//! every value of a group in one place: the rows are then hash-shuffled on the keys (see the
+//! shuffle module) and polars aggregates each output partition, whose groups are whole.
 
 use std::sync::Arc;
 
 use polars::prelude::*;
 
-use super::{Frame, Part, concat_frames, polars_err};
+use super::shuffle::shuffle;
+use super::{Frame, Part, concat_frames, polars_err, window};
 use crate::error::{Error, Result};
 use crate::graph::{Delayed, user_error};
 
@@ -163,18 +168,20 @@ fn split(i: usize, e: &Expr) -> Result<Split> {
     })
 }
 
+/// The aggregate has no exact partials (the group-by shuffles instead).
 fn unsupported(e: &Expr) -> Error {
-    Error::Invalid(format!(
-        "group_by: cannot aggregate {e:?} across partitions; supported: len, count, sum, mean, \
-         min, max, first, last, first/last non-null, n_unique, var, std (of any expression)"
-    ))
+    Error::Invalid(format!("group_by: {e:?} cannot be combined from partials"))
 }
 
 impl GroupBy {
     /// Computes `aggs` per group: one polars aggregate each (`col("x").sum()`,
-    /// `col("x").mean().alias("m")`, `len()`, ... of any per-row expression). The result is
-    /// one partition with the key columns then the aggregates, named and typed as polars would
-    /// name and type them, groups in no particular order (sort it to compare).
+    /// `col("x").mean().alias("m")`, `len()`, `col("x").median()`, ... of any per-row
+    /// expression). The key columns then the aggregates, named and typed as polars would name
+    /// and type them, groups in no particular order (sort it to compare). When every aggregate
+    /// is one of len, count, sum, mean, min, max, first, last, first/last non-null, n_unique,
+    /// var and std, the partials are combined into one partition; otherwise (median,
+    /// quantile, ...) the rows are shuffled on the keys and the result has the shuffle's
+    /// partitions.
     pub fn agg<E: AsRef<[Expr]>>(self, aggs: E) -> Result<Frame> {
         let aggs = aggs.as_ref().to_vec();
         let GroupBy { frame, keys } = self;
@@ -190,12 +197,17 @@ impl GroupBy {
             .agg(&aggs)
             .collect_schema()
             .map_err(polars_err)?;
-        let splits = aggs
+        let key_exprs: Vec<Expr> = keys.iter().map(|k| col(k.clone())).collect();
+        let splits = match aggs
             .iter()
             .enumerate()
             .map(|(i, e)| split(i, e))
-            .collect::<Result<Vec<_>>>()?;
-        let key_exprs: Vec<Expr> = keys.iter().map(|k| col(k.clone())).collect();
+            .collect::<Result<Vec<_>>>()
+        {
+            Ok(splits) => splits,
+            // Not splittable (a median, a quantile, ...): bring each group's rows together.
+            Err(_) => return shuffled_agg(&frame, key_exprs, aggs, out_schema),
+        };
         let partial: Vec<Expr> = splits.iter().flat_map(|s| s.partial.clone()).collect();
         let combine: Arc<Vec<Expr>> =
             Arc::new(splits.iter().flat_map(|s| s.combine.clone()).collect());
@@ -218,6 +230,7 @@ impl GroupBy {
                 )
             })
             .collect();
+        window(&cluster, &level);
         let combine_step = {
             let (k, c) = (key_exprs.clone(), combine.clone());
             move |dfs: Vec<DataFrame>| -> std::result::Result<DataFrame, crate::error::BoxError> {
@@ -247,4 +260,27 @@ impl GroupBy {
         let part = Part::from_task(last).then(move |lf| Ok(lf.select(&finish)));
         Ok(Frame::new(&cluster, vec![part], out_schema))
     }
+}
+
+/// `group_by(keys).agg(aggs)` by shuffling the rows on the keys, then aggregating every
+/// output partition with polars: every group is whole in one partition, so any aggregate is
+/// exact. One partition per shuffle bucket.
+fn shuffled_agg(
+    frame: &Frame,
+    keys: Vec<Expr>,
+    aggs: Vec<Expr>,
+    schema: SchemaRef,
+) -> Result<Frame> {
+    let n = frame.shuffle_partitions();
+    let buckets = Arc::new(shuffle(frame, keys.clone(), n, "agg-shuffle")?);
+    let (keys, aggs) = (Arc::new(keys), Arc::new(aggs));
+    let parts = (0..n)
+        .map(|j| {
+            let (keys, aggs) = (keys.clone(), aggs.clone());
+            buckets.part(j, move |df| {
+                Ok(df.lazy().group_by(keys.as_slice()).agg(aggs.as_slice()))
+            })
+        })
+        .collect();
+    Ok(Frame::new(&frame.cluster, parts, schema))
 }

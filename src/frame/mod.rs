@@ -14,8 +14,16 @@
 //! - **Cross-partition** operations make the task graph:
 //!   [`group_by(..).agg(..)`](Frame::group_by) aggregates each partition into partial results
 //!   (a sum and a count for a mean, ...) and combines them exactly in one more task;
-//!   [`join`](Frame::join) broadcasts the right-hand frame to every left partition;
-//!   [`sort`](Frame::sort) gathers the rows into one sorted partition.
+//!   [`value_counts`](Frame::value_counts) is such a group-by;
+//!   [`sort`](Frame::sort) gathers the rows into one sorted partition;
+//!   [`repartition`](Frame::repartition) stacks or cuts partitions, keeping the order;
+//!   [`describe`](Frame::describe) summarizes the numeric columns.
+//! - **Shuffles** move every row to the partition the hash of its key picks, through
+//!   temporary files, so that all the rows with one key meet in one task without the whole
+//!   frame being in memory: [`shuffle`](Frame::shuffle) itself, [`unique`](Frame::unique),
+//!   a group-by whose aggregates cannot be split into partials (a median, a quantile), and a
+//!   [`join`](Frame::join) of two frames that both have several partitions (a right frame of
+//!   one partition is broadcast to every left partition instead).
 //!
 //! ```text
 //!  partition 0: scan ─ filter ─ with_columns ─ partial agg ─┐
@@ -60,16 +68,49 @@
 //! with an error naming the file. [`Frame::from_dataframe`] splits a `DataFrame` into
 //! row ranges; [`Frame::from_partitions`] takes the partitions as given.
 //!
+//! ## Shuffles
+//!
+//! A shuffle puts together all the rows that have one key. Each input partition's task hashes
+//! the key columns of its rows and writes one Parquet bucket file per output partition into a
+//! temporary directory; then output partition `j`'s task reads bucket `j` of every input, in
+//! input order. Rows with equal keys (nulls equal to nulls, NaN to NaN) land in one partition,
+//! in the frame's order, and a task holds one input or one output partition at a time, so a
+//! shuffle of data larger than memory runs when the partitions fit. The directory is removed
+//! when the shuffled frame, what was made from it and their tasks are dropped.
+//!
+//! ```text
+//!  input 0 ─ hash, write ─┐   ┌─ read bucket 0 of each input ─ output 0
+//!  input 1 ─ hash, write ─┼───┼─ read bucket 1 of each input ─ output 1
+//!  input 2 ─ hash, write ─┘   └─ read bucket 2 of each input ─ output 2
+//! ```
+//!
+//! ## Joins
+//!
+//! [`join`](Frame::join) matches rows two ways. **Broadcast** (when the right frame has one
+//! partition): the right frame is computed once, whole, and joined with every left partition
+//! in that partition's task; no other data moves, but the right frame must fit in memory.
+//! **Shuffle** (otherwise, and always for a full join, whose unmatched right rows must appear
+//! once): both frames are shuffled on their keys into the same number of partitions, so rows
+//! that can match meet in partitions with the same index, joined pairwise; two frames bigger
+//! than memory join this way. [`broadcast_join`](Frame::broadcast_join) and
+//! [`shuffle_join`](Frame::shuffle_join) choose explicitly. Either way the rows are those
+//! polars gives on the concatenated frames, in no particular order.
+//!
 //! ## Threads
 //!
 //! Partition queries run inside the cluster's tasks, on its threads: the partitions give the
 //! parallelism. polars has a thread pool of its own; unless `POLARS_MAX_THREADS` is already
 //! set, the first frame sets it to 1 before polars starts that pool, so polars adds one thread
 //! to the cluster's, not one per core. Some polars kernels hand their work to that pool even
-//! when called from a task (the task's thread runs other tasks while it waits), so those parts
-//! of the partition queries take turns on polars' one thread. Setting `POLARS_MAX_THREADS` to
-//! the number of cores lets them spread out, at the cost of up to twice as many busy threads
-//! as cores.
+//! when called from a task, so those parts of the partition queries take turns on polars' one
+//! thread. Setting `POLARS_MAX_THREADS` to the number of cores lets them spread out, at the
+//! cost of up to twice as many busy threads as cores.
+//!
+//! A task's thread waiting for polars' pool does not sit idle: it runs other queued tasks
+//! (that is how rayon waits). Left alone it would start every ready partition of a stage, one
+//! on top of the other, and hold all of them in memory. So the partition tasks of a stage are
+//! chained in a window: partition `i` starts after partition `i - threads` has finished, and a
+//! stage has at most as many partitions in memory as the cluster has threads.
 //!
 //! ## Failures
 //!
@@ -78,9 +119,14 @@
 //! `frame-<operation>[<partition>]`; an error while running (a value that does not cast, a
 //! malformed CSV line) fails that task and [`compute`](Frame::compute) returns an
 //! [`Error::Task`] that names the task and carries polars' message, prefixed with the file the
-//! partition reads.
+//! partition reads and, for a CSV record that does not parse, its line (`data.csv, line 12:
+//! could not parse ...`).
 
+mod csv;
+mod describe;
 mod group;
+mod join;
+mod shuffle;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Once};
@@ -92,8 +138,10 @@ use crate::error::{BoxError, Error, Result};
 use crate::graph::Delayed;
 
 pub use group::GroupBy;
+pub use join::JoinHow;
 /// The polars crate that frames are made of (its `prelude` has `col`, `lit`, `df!`, ...).
 pub use polars;
+pub use shuffle::Keep;
 
 /// A partition's polars query, given its input rows when it has an input task.
 type Plan =
@@ -106,7 +154,12 @@ struct Part {
     plan: Plan,
     /// What the partition reads (a file), to name in its errors.
     context: Option<Arc<str>>,
+    /// Says where in its input a failed partition went wrong (a CSV file's bad line).
+    locate: Option<Locate>,
 }
+
+/// Finds where in a partition's input the error is, when it can: `"line 12"`.
+type Locate = Arc<dyn Fn() -> Option<String> + Send + Sync>;
 
 impl Part {
     /// Rows made inside the task (a slice of a `DataFrame`, a file scan).
@@ -117,6 +170,7 @@ impl Part {
             input: None,
             plan: Arc::new(move |_| f()),
             context: None,
+            locate: None,
         }
     }
 
@@ -129,6 +183,7 @@ impl Part {
                     .ok_or_else(|| "a frame partition lost its input".into())
             }),
             context: None,
+            locate: None,
         }
     }
 
@@ -142,6 +197,7 @@ impl Part {
             input: self.input.clone(),
             plan: Arc::new(move |df| f(prev(df)?)),
             context: self.context.clone(),
+            locate: self.locate.clone(),
         }
     }
 
@@ -154,11 +210,15 @@ impl Part {
     ) -> Delayed<U> {
         let plan = self.plan.clone();
         let context = self.context.clone();
+        let locate = self.locate.clone();
         let run = move |df: Option<DataFrame>| -> std::result::Result<U, BoxError> {
             let rows = plan(df).and_then(|lf| Ok(lf.collect()?));
             match (rows, &context) {
                 (Ok(rows), _) => finish(rows),
-                (Err(e), Some(what)) => Err(format!("{what}: {e}").into()),
+                (Err(e), Some(what)) => match locate.as_ref().and_then(|l| l()) {
+                    Some(place) => Err(format!("{what}, {place}: {e}").into()),
+                    None => Err(format!("{what}: {e}").into()),
+                },
                 (Err(e), None) => Err(e),
             }
         };
@@ -183,6 +243,15 @@ fn limit_polars_threads() {
     });
 }
 
+/// Task `i` of `tasks` starts after task `i - threads` has finished: at most as many of them
+/// run, or wait on polars, at once as the cluster has threads.
+fn window<U: Clone + Send + 'static>(cluster: &Cluster, tasks: &[Delayed<U>]) {
+    let k = cluster.threads().max(1);
+    for i in k..tasks.len() {
+        tasks[i].after(&tasks[i - k]);
+    }
+}
+
 fn polars_err(e: PolarsError) -> Error {
     Error::Invalid(e.to_string())
 }
@@ -198,15 +267,6 @@ fn concat_frames(mut dfs: Vec<DataFrame>) -> std::result::Result<DataFrame, BoxE
     }
     out.rechunk_mut();
     Ok(out)
-}
-
-/// How rows are matched in a [`Frame::join`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum JoinHow {
-    /// Rows with a match on both sides.
-    Inner,
-    /// Every left row, with the right side's columns null where nothing matched.
-    Left,
 }
 
 /// A lazy, partitioned dataframe. See the [module docs](self).
@@ -279,11 +339,21 @@ impl Frame {
         I: IntoIterator<Item = P>,
         P: AsRef<str>,
     {
-        Frame::scan(cluster, paths, "csv", |path, schema| {
+        let mut frame = Frame::scan(cluster, paths, "csv", |path, schema| {
             LazyCsvReader::new(PlRefPath::new(path))
                 .with_schema(schema)
                 .finish()
-        })
+        })?;
+        let schema = frame.schema.clone();
+        for part in &mut frame.parts {
+            if let Some(file) = part.context.clone() {
+                let schema = schema.clone();
+                part.locate = Some(Arc::new(move || {
+                    csv::bad_line(&file, &schema).map(|line| format!("line {line}"))
+                }));
+            }
+        }
+        Ok(frame)
     }
 
     /// A frame of the Parquet files that `paths` name: globs, files, or both; a partition per
@@ -452,13 +522,31 @@ impl Frame {
         Ok(Frame::new(&self.cluster, parts, schema))
     }
 
-    /// The partitions as tasks, in order (nothing runs until they are computed).
+    /// The partitions as tasks, in order (nothing runs until they are computed). Partition
+    /// `i` starts after partition `i - threads` has finished (see [threads](self#threads)),
+    /// so computing one of them also computes those before it by that step.
     pub fn to_delayed(&self) -> Vec<Delayed<DataFrame>> {
-        self.parts
+        self.tasks("partition", Ok)
+    }
+
+    /// A task per partition computing it then `finish`, labelled `frame-<what>[i]`, at most
+    /// as many running at once as the cluster has threads: task `i` starts after task
+    /// `i - threads` has finished. A worker thread waiting for polars' pool runs other queued
+    /// tasks meanwhile (that is how rayon waits); without this window it would start every
+    /// ready partition of the stage, and all of them would be in memory at once.
+    fn tasks<U: Clone + Send + 'static>(
+        &self,
+        what: &str,
+        finish: impl Fn(DataFrame) -> std::result::Result<U, BoxError> + Clone + Send + Sync + 'static,
+    ) -> Vec<Delayed<U>> {
+        let tasks: Vec<Delayed<U>> = self
+            .parts
             .iter()
             .enumerate()
-            .map(|(i, p)| p.task(&self.cluster, &format!("frame-partition[{i}]"), Ok))
-            .collect()
+            .map(|(i, p)| p.task(&self.cluster, &format!("frame-{what}[{i}]"), finish.clone()))
+            .collect();
+        window(&self.cluster, &tasks);
+        tasks
     }
 
     /// Runs every partition's query on the cluster and stacks the results in partition order.
@@ -547,59 +635,6 @@ impl Frame {
         Frame::new(&self.cluster, vec![part], schema)
     }
 
-    /// Joins with `right` on equal keys (`left_on[i]` with `right_on[i]`). The right frame is
-    /// computed once and broadcast to every left partition, so it should be the smaller one;
-    /// the result has the left frame's partitions. Right-hand columns whose names clash get the
-    /// suffix `_right`, as in polars.
-    pub fn join(
-        self,
-        right: &Frame,
-        left_on: &[&str],
-        right_on: &[&str],
-        how: JoinHow,
-    ) -> Result<Frame> {
-        if left_on.is_empty() || left_on.len() != right_on.len() {
-            return Err(Error::Invalid(format!(
-                "join: {} left keys and {} right keys; give the same number, at least one",
-                left_on.len(),
-                right_on.len()
-            )));
-        }
-        let l: Vec<Expr> = left_on.iter().map(|c| col(*c)).collect();
-        let r: Vec<Expr> = right_on.iter().map(|c| col(*c)).collect();
-        let jt = match how {
-            JoinHow::Inner => JoinType::Inner,
-            JoinHow::Left => JoinType::Left,
-        };
-        let schema = DataFrame::empty_with_schema(&self.schema)
-            .lazy()
-            .join(
-                DataFrame::empty_with_schema(&right.schema).lazy(),
-                &l,
-                &r,
-                JoinArgs::new(jt.clone()),
-            )
-            .collect_schema()
-            .map_err(polars_err)?;
-        let small = right.gathered();
-        let parts = self
-            .parts
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                let (l, r, jt) = (l.clone(), r.clone(), jt.clone());
-                let left = p.task(&self.cluster, &format!("frame-join-left[{i}]"), Ok);
-                let joined = left.zip(small.clone()).try_map(move |(a, b)| {
-                    a.lazy()
-                        .join(b.lazy(), &l, &r, JoinArgs::new(jt.clone()))
-                        .collect()
-                });
-                Part::from_task(joined.label(&format!("frame-join[{i}]")))
-            })
-            .collect();
-        Ok(Frame::new(&self.cluster, parts, schema))
-    }
-
     /// Writes every partition to `dir/part-NNNNN.parquet` (the directory is created), each
     /// written to a temporary name then renamed, so a file that exists is complete. Returns the
     /// paths in partition order.
@@ -656,6 +691,7 @@ fn write_parts(
             )
         })
         .collect();
+    window(&frame.cluster, &tasks);
     Delayed::join_all(&frame.cluster, tasks).compute()
 }
 

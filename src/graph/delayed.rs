@@ -138,6 +138,16 @@ impl<T: Clone + Send + 'static> Delayed<T> {
         Self::combine(cluster, items, move |xs| Ok(f(xs)))
     }
 
+    /// Makes this task start only after `other` has finished (an ordering edge: `other`'s
+    /// output is not read; if it fails, so does this task). Returns false, changing nothing,
+    /// once this task has been submitted.
+    #[cfg_attr(not(feature = "frame"), allow(dead_code))]
+    pub(crate) fn after<U: Clone + Send + 'static>(&self, other: &Delayed<U>) -> bool {
+        self.node
+            .core()
+            .add_input(other.node.clone() as Arc<dyn Task>)
+    }
+
     /// A task applying a fallible `f` to the outputs of `items` (the building block of tree
     /// reductions).
     pub(crate) fn combine<U, F>(
@@ -215,5 +225,45 @@ impl<T: Clone + Send + 'static> Delayed<T> {
     pub fn submit(self) -> TaskHandle<T> {
         node::submit(self.node.clone(), None);
         TaskHandle::from_node(self.node)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::Delayed;
+    use crate::Cluster;
+
+    #[test]
+    fn after_orders_tasks_without_reading_outputs() {
+        let cluster = Cluster::builder().threads(2).ignore_env().build().unwrap();
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let task = |name: &'static str, sleep_ms: u64| {
+            let order = order.clone();
+            cluster.delayed(move || {
+                std::thread::sleep(std::time::Duration::from_millis(sleep_ms));
+                order.lock().unwrap().push(name);
+                name.len()
+            })
+        };
+        // Without the edge the short task would finish first.
+        let slow = task("slow", 60);
+        let quick = task("q", 0);
+        assert!(quick.after(&slow));
+        let both = Delayed::join_all(&cluster, vec![quick, slow])
+            .compute()
+            .unwrap();
+        assert_eq!(both, [1, 4]);
+        assert_eq!(*order.lock().unwrap(), ["slow", "q"]);
+
+        // A failed predecessor fails the task; a submitted task takes no new edge.
+        let failing = cluster.try_delayed(|| Err::<u8, _>("no"));
+        let next = cluster.delayed(|| 1u8);
+        assert!(next.after(&failing));
+        assert!(next.clone().compute().is_err());
+        let done = cluster.delayed(|| 2u8);
+        done.clone().compute().unwrap();
+        assert!(!done.after(&cluster.delayed(|| 3u8)));
     }
 }

@@ -156,6 +156,19 @@ pub(crate) struct Core {
 }
 
 impl Core {
+    /// Makes a node that has not been submitted also wait for `other` (whose output it does
+    /// not read). Returns false, changing nothing, once the node has been submitted.
+    #[cfg_attr(not(feature = "frame"), allow(dead_code))]
+    pub(crate) fn add_input(&self, other: Arc<dyn Task>) -> bool {
+        let mut st = lock(&self.state);
+        if matches!(st.phase, Phase::Lazy) {
+            st.inputs.push(other);
+            true
+        } else {
+            false
+        }
+    }
+
     pub(crate) fn key(&self) -> TaskKey {
         TaskKey::new(self.id, self.label.get().cloned())
     }

@@ -1,0 +1,375 @@
+//! Hash shuffles: moving every row to the partition its key's hash picks, through files.
+//!
+//! Operations whose answer depends on all the rows with one key — a join of two big frames,
+//! `unique`, an exact median per group — first put those rows together. Each input
+//! partition's task hashes the key columns of its rows and writes one Parquet **bucket file**
+//! per output partition that gets rows (`in<i>-out<j>.parquet`); after every input task has
+//! written its buckets, output partition `j`'s task reads the files `in*-out<j>.parquet`, in
+//! input order.
+//!
+//! ```text
+//!  input 0 ─ hash, write ─┐   ┌─ read in*-out0 ─ output 0
+//!  input 1 ─ hash, write ─┼───┼─ read in*-out1 ─ output 1
+//!  input 2 ─ hash, write ─┘   └─ read in*-out2 ─ output 2
+//! ```
+//!
+//! One task holds one input partition or one output partition at a time, so a shuffle of
+//! data larger than memory runs when the partitions fit. Rows with equal keys (nulls equal to
+//! nulls, NaN to NaN) land in the same output partition, in the order of the input partitions
+//! and of their rows there. The bucket files live in a temporary directory that is removed
+//! when the shuffled frame, everything made from it and their tasks are dropped; the files are
+//! read again if the shuffled frame is computed again.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use polars::prelude::*;
+
+use super::{Frame, Part, concat_frames, window};
+use crate::error::{BoxError, Error, Result};
+use crate::graph::node::lock;
+use crate::graph::{Delayed, user_error};
+
+/// The most output partitions a shuffle makes by default (each input task writes that many
+/// files).
+pub(super) const MAX_SHUFFLE_PARTITIONS: usize = 64;
+
+/// The seed of the key hash: fixed, so every partition sends equal keys to the same bucket.
+const SEED: u64 = 0x6f6e_6562_6f78_0005;
+
+/// The bucket files of one shuffle, written by `inputs` tasks for `outputs` partitions.
+pub(super) struct Buckets {
+    dir: Arc<tempfile::TempDir>,
+    /// `written[i][j]`: whether input `i` wrote a file for output `j` (an empty bucket has
+    /// none); complete once `written` has finished.
+    present: Arc<Mutex<Vec<Vec<bool>>>>,
+    schema: SchemaRef,
+    /// The tasks writing the bucket files, one per input partition.
+    writes: Vec<Delayed<()>>,
+    /// A task finishing when every bucket file is written (its rows are empty).
+    written: Delayed<DataFrame>,
+}
+
+impl Buckets {
+    /// A task finishing when every bucket file is written.
+    pub(super) fn written(&self) -> Delayed<DataFrame> {
+        self.written.clone()
+    }
+
+    /// Makes the writing start once `other` has finished: two shuffles feeding one operation
+    /// then hold one window of partitions in memory between them, not one each.
+    pub(super) fn start_after(&self, other: &Delayed<DataFrame>) {
+        for w in &self.writes {
+            w.after(other);
+        }
+    }
+
+    /// Output partition `j`'s rows: its buckets from every input, in input order.
+    pub(super) fn read(&self, j: usize) -> std::result::Result<DataFrame, BoxError> {
+        let present: Vec<bool> = lock(&self.present).iter().map(|row| row[j]).collect();
+        read_bucket(self.dir.path(), &present, j, &self.schema)
+    }
+
+    /// A part made of output partition `j`, `f` turning its rows into the partition's query.
+    pub(super) fn part(
+        self: &Arc<Self>,
+        j: usize,
+        f: impl Fn(DataFrame) -> std::result::Result<LazyFrame, BoxError> + Send + Sync + 'static,
+    ) -> Part {
+        let me = self.clone();
+        let mut part = Part::from_task(self.written.clone());
+        part.plan = Arc::new(move |_| f(me.read(j)?));
+        part
+    }
+}
+
+fn bucket_path(dir: &Path, input: usize, output: usize) -> PathBuf {
+    dir.join(format!("in{input}-out{output}.parquet"))
+}
+
+fn read_bucket(
+    dir: &Path,
+    present: &[bool],
+    j: usize,
+    schema: &SchemaRef,
+) -> std::result::Result<DataFrame, BoxError> {
+    let mut dfs = Vec::new();
+    for (i, _) in present.iter().enumerate().filter(|(_, p)| **p) {
+        let path = bucket_path(dir, i, j);
+        let file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+        let df = ParquetReader::new(file)
+            .finish()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        if df.height() > 0 {
+            dfs.push(df);
+        }
+    }
+    if dfs.is_empty() {
+        return Ok(DataFrame::empty_with_schema(schema));
+    }
+    concat_frames(dfs)
+}
+
+/// `df`'s rows split by the hash of the `keys` columns into `n` frames (row order kept).
+fn split_by_hash(
+    df: &DataFrame,
+    keys: &[Expr],
+    n: usize,
+) -> std::result::Result<Vec<DataFrame>, BoxError> {
+    let key_cols = df.clone().lazy().select(keys).collect()?;
+    let state = PlSeedableRandomStateQuality::seed_from_u64(SEED);
+    let mut hashes = Vec::with_capacity(df.height());
+    let mut cols = key_cols.columns().iter();
+    match cols.next() {
+        Some(first) => first.vec_hash(state.clone(), &mut hashes)?,
+        None => hashes.resize(df.height(), 0),
+    }
+    for c in cols {
+        c.vec_hash_combine(state.clone(), &mut hashes)?;
+    }
+    let mut idx: Vec<Vec<IdxSize>> = vec![Vec::new(); n];
+    for (row, h) in hashes.iter().enumerate() {
+        // The high bits: foldhash mixes them best.
+        let bucket = ((u128::from(*h) * n as u128) >> 64) as usize;
+        idx[bucket].push(row as IdxSize);
+    }
+    Ok(idx
+        .into_iter()
+        .map(|ix| df.take(&IdxCa::from_vec(PlSmallStr::EMPTY, ix)))
+        .collect::<PolarsResult<_>>()?)
+}
+
+/// Shuffles `frame` into `n` partitions by the hash of `keys` (expressions over its columns:
+/// two frames shuffled by keys of the same types agree on where every key goes).
+pub(super) fn shuffle(frame: &Frame, keys: Vec<Expr>, n: usize, what: &str) -> Result<Buckets> {
+    let dir = tempfile::Builder::new()
+        .prefix("onebox-frame-shuffle-")
+        .tempdir()
+        .map_err(|e| Error::io(std::env::temp_dir(), e))?;
+    let dir = Arc::new(dir);
+    let keys = Arc::new(keys);
+    let present = Arc::new(Mutex::new(vec![vec![false; n]; frame.parts.len()]));
+    let writes: Vec<Delayed<()>> = frame
+        .parts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let (dir, keys, present) = (dir.clone(), keys.clone(), present.clone());
+            p.task(
+                &frame.cluster,
+                &format!("frame-{what}-write[{i}]"),
+                move |df| {
+                    let buckets = split_by_hash(&df, &keys, n)?;
+                    drop(df);
+                    let mut wrote = vec![false; n];
+                    for (j, mut bucket) in buckets.into_iter().enumerate() {
+                        if bucket.height() == 0 {
+                            continue;
+                        }
+                        wrote[j] = true;
+                        let path = bucket_path(dir.path(), i, j);
+                        let file = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
+                        ParquetWriter::new(file)
+                            .with_compression(ParquetCompression::Uncompressed)
+                            .finish(&mut bucket)
+                            .map_err(|e| format!("{}: {e}", path.display()))?;
+                    }
+                    lock(&present)[i] = wrote;
+                    Ok(())
+                },
+            )
+        })
+        .collect();
+    window(&frame.cluster, &writes);
+    let written = Delayed::combine(&frame.cluster, writes.clone(), |_| Ok(DataFrame::empty()))
+        .label(&format!("frame-{what}-written"));
+    Ok(Buckets {
+        dir,
+        present,
+        schema: frame.schema.clone(),
+        writes,
+        written,
+    })
+}
+
+/// Names as column expressions, each checked against `schema`.
+pub(super) fn key_columns(schema: &Schema, names: &[PlSmallStr], op: &str) -> Result<Vec<Expr>> {
+    names
+        .iter()
+        .map(|k| {
+            if schema.contains(k) {
+                Ok(col(k.clone()))
+            } else {
+                Err(Error::Invalid(format!(
+                    "{op}: no column {k:?} (columns: {:?})",
+                    schema.iter_names().collect::<Vec<_>>()
+                )))
+            }
+        })
+        .collect()
+}
+
+fn names<I, S>(columns: I) -> Vec<PlSmallStr>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    columns.into_iter().map(|s| s.as_ref().into()).collect()
+}
+
+/// Which row of a set of duplicates [`Frame::unique`] keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Keep {
+    /// The first in the frame's order (partition order, then row order).
+    First,
+    /// The last in the frame's order.
+    Last,
+    /// Any one of them (the cheapest).
+    Any,
+    /// None: rows that have duplicates are all dropped.
+    None,
+}
+
+impl Frame {
+    /// The default number of output partitions of a shuffle of this frame: as many as it has,
+    /// at most [`MAX_SHUFFLE_PARTITIONS`].
+    pub(super) fn shuffle_partitions(&self) -> usize {
+        self.parts.len().clamp(1, MAX_SHUFFLE_PARTITIONS)
+    }
+
+    /// The same rows in `npartitions` partitions chosen by the hash of the `keys` columns: all
+    /// the rows with one key (nulls equal, NaN equal) end up in one partition, in the frame's
+    /// order. A hash shuffle through temporary files (see [shuffles](super#shuffles)): one
+    /// partition in memory per task.
+    pub fn shuffle<I, S>(self, keys: I, npartitions: usize) -> Result<Frame>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let keys = names(keys);
+        if keys.is_empty() {
+            return Err(Error::Invalid(
+                "shuffle needs at least one key column".into(),
+            ));
+        }
+        check_npartitions(npartitions)?;
+        let exprs = key_columns(&self.schema, &keys, "shuffle")?;
+        let buckets = Arc::new(shuffle(&self, exprs, npartitions, "shuffle")?);
+        let parts = (0..npartitions)
+            .map(|j| buckets.part(j, |df| Ok(df.lazy())))
+            .collect();
+        Ok(Frame::new(&self.cluster, parts, self.schema.clone()))
+    }
+
+    /// The same rows, in order, in `npartitions` partitions. Fewer partitions: neighbouring
+    /// partitions are stacked. More: every partition is cut into equal runs of rows (the
+    /// partitions' sizes are not known before they run, so uneven partitions stay uneven).
+    pub fn repartition(self, npartitions: usize) -> Result<Frame> {
+        check_npartitions(npartitions)?;
+        let m = self.parts.len();
+        let cluster = self.cluster.clone();
+        let mut inputs = self.tasks("repartition", Ok).into_iter();
+        let parts = if npartitions <= m {
+            (0..npartitions)
+                .map(|j| {
+                    let size = m * (j + 1) / npartitions - m * j / npartitions;
+                    let group: Vec<Delayed<DataFrame>> = inputs.by_ref().take(size).collect();
+                    let schema = self.schema.clone();
+                    Part::from_task(
+                        Delayed::combine(&cluster, group, move |dfs| {
+                            let dfs: Vec<DataFrame> =
+                                dfs.into_iter().filter(|d| d.height() > 0).collect();
+                            if dfs.is_empty() {
+                                return Ok(DataFrame::empty_with_schema(&schema));
+                            }
+                            concat_frames(dfs).map_err(user_error)
+                        })
+                        .label(&format!("frame-repartition-concat[{j}]")),
+                    )
+                })
+                .collect()
+        } else {
+            let mut parts = Vec::with_capacity(npartitions);
+            for (i, whole) in inputs.enumerate() {
+                let pieces = npartitions * (i + 1) / m - npartitions * i / m;
+                for k in 0..pieces {
+                    parts.push(Part::from_task(whole.clone()).then(move |lf| {
+                        let df = lf.collect()?;
+                        let h = df.height();
+                        let (start, end) = (h * k / pieces, h * (k + 1) / pieces);
+                        Ok(df.slice(start as i64, end - start).lazy())
+                    }));
+                }
+            }
+            parts
+        };
+        Ok(Frame::new(&cluster, parts, self.schema.clone()))
+    }
+
+    /// The rows without duplicates among the `subset` columns (all columns when `None`),
+    /// keeping one row of each set of duplicates as `keep` says. Shuffles on those columns, so
+    /// the result has the partitions of the shuffle; rows in no particular order.
+    pub fn unique(self, subset: Option<&[&str]>, keep: Keep) -> Result<Frame> {
+        let subset: Vec<PlSmallStr> = match subset {
+            Some(cols) => names(cols.iter()),
+            None => self.schema.iter_names().cloned().collect(),
+        };
+        if subset.is_empty() {
+            return Err(Error::Invalid("unique needs at least one column".into()));
+        }
+        let exprs = key_columns(&self.schema, &subset, "unique")?;
+        let strategy = match keep {
+            Keep::First => UniqueKeepStrategy::First,
+            Keep::Last => UniqueKeepStrategy::Last,
+            Keep::Any => UniqueKeepStrategy::Any,
+            Keep::None => UniqueKeepStrategy::None,
+        };
+        let n = self.shuffle_partitions();
+        let buckets = Arc::new(shuffle(&self, exprs.clone(), n, "unique")?);
+        let parts = (0..n)
+            .map(|j| {
+                let exprs = exprs.clone();
+                buckets.part(j, move |df| {
+                    Ok(df
+                        .lazy()
+                        .unique_stable_generic(Some(exprs.clone()), strategy))
+                })
+            })
+            .collect();
+        Ok(Frame::new(&self.cluster, parts, self.schema.clone()))
+    }
+
+    /// Same as [`unique`](Frame::unique) (the pandas name).
+    pub fn drop_duplicates(self, subset: Option<&[&str]>, keep: Keep) -> Result<Frame> {
+        self.unique(subset, keep)
+    }
+
+    /// How many times each value of `column` occurs: one partition with `column` and `count`
+    /// (as polars' `value_counts`), the most frequent first when `sort` (ties in no particular
+    /// order). An exact group-by: partial counts per partition, summed.
+    pub fn value_counts(self, column: &str, sort: bool) -> Result<Frame> {
+        if !self.schema.contains(column) {
+            return Err(Error::Invalid(format!(
+                "value_counts: no column {column:?} (columns: {:?})",
+                self.schema.iter_names().collect::<Vec<_>>()
+            )));
+        }
+        let counts = self.group_by([column]).agg([len().alias("count")])?;
+        Ok(if sort {
+            counts.sort(["count"], true)
+        } else {
+            counts
+        })
+    }
+}
+
+fn check_npartitions(n: usize) -> Result<()> {
+    if n == 0 {
+        return Err(Error::config(
+            "npartitions",
+            0,
+            "a frame needs at least one partition",
+        ));
+    }
+    Ok(())
+}
