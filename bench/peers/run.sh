@@ -84,7 +84,7 @@ fi
 
 # 3. onebox's side, in release mode.
 log "building the onebox benchmark program (release)"
-(cd "$ROOT" && cargo build --release --quiet --example peers --bin onebox)
+(cd "$ROOT" && cargo build --release --quiet --no-default-features --example peers --bin onebox)
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 case "$TARGET" in /*) ;; *) TARGET="$ROOT/$TARGET" ;; esac
 BIN="$TARGET/release/examples/peers"
