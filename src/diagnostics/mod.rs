@@ -16,7 +16,7 @@
 //! one relaxed atomic load when a task is submitted and two when it runs.
 //!
 //! Every task start and end goes to one [`Event`] stream per cluster. With no subscriber the
-//! cost is one relaxed atomic load per task (no clock read, no allocation); subscribe with
+//! cost is a few relaxed atomic loads per task (no clock read, no allocation); subscribe with
 //! [`Cluster::events`](crate::Cluster::events) to receive every event from then on.
 //!
 //! ```

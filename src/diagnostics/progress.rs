@@ -114,7 +114,7 @@ pub(crate) fn for_wait(cluster: &ClusterInner, tasks: &[Arc<dyn Task>]) -> Optio
     // phase changed after the look, is missed: the bars may then stop one short.)
     let events = cluster.events.subscribe_batched();
     let seed = Seed::of(tasks);
-    let started = ComputeProgress::start(events, seed, DELAY, || ProgressDrawTarget::stderr());
+    let started = ComputeProgress::start(events, seed, DELAY, ProgressDrawTarget::stderr);
     match started {
         Some(mut p) => {
             #[cfg(test)]
