@@ -513,7 +513,7 @@ impl Cluster {
             pool: Some(pool),
             pool_threads: threads,
             gpus,
-            events: EventBus::default(),
+            events: EventBus::new(started),
             started,
             progress: std::sync::atomic::AtomicBool::new(false),
             dashboard: OnceLock::new(),

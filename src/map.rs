@@ -151,12 +151,15 @@ impl Cluster {
                 .set_label(&format!("map[{}..{}]", ranges[c].start, ranges[c].end));
             tasks.push(task);
         }
+        // Progress bars, when on (see `diagnostics::progress`), from before the chunks start.
+        let progress = crate::diagnostics::progress::for_compute(self.inner());
         // Start every chunk before waiting for any, so that they run in parallel.
         for t in &tasks {
             node::submit(t.clone(), None);
         }
         let waits: Vec<_> = tasks.iter().map(|t| node::wait_for(t.clone())).collect();
         drop(tasks);
+        drop(progress);
 
         let first_error = waits.into_iter().find_map(|r| r.err());
         match first_error {

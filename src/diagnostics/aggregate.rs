@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{Event, TaskEvent, TaskOutcome};
+use super::{Event, Ran, Record, TaskEvent, TaskOutcome};
 use crate::graph::{TaskKey, Worker};
 
 /// Bars kept for the task stream; further tasks are counted in the other figures only.
@@ -194,6 +194,8 @@ pub struct Aggregate {
     groups: BTreeMap<String, GroupStats>,
     workers: Vec<WorkerStats>,
     lanes: HashMap<Worker, usize>,
+    /// The lane of the last task seen: runs arrive in batches per worker thread.
+    last_lane: Option<(Worker, usize)>,
     bars: Vec<RawBar>,
     bars_dropped: u64,
     recent: VecDeque<RawBar>,
@@ -209,7 +211,12 @@ pub struct Aggregate {
 /// `[`, so that the chunks of one operation (`map[0..4096]`, `map[4096..8192]`) form one
 /// group, `map`, as Dask's `key_split` does.
 pub fn group_of(key: &TaskKey) -> &str {
-    let g = key.group();
+    group_of_label(key.label())
+}
+
+/// [`group_of`] for a task with this label.
+pub(crate) fn group_of_label(label: Option<&str>) -> &str {
+    let g = label.unwrap_or("task");
     match g.find('[') {
         Some(0) | None => g,
         Some(i) => &g[..i],
@@ -240,6 +247,7 @@ impl Aggregate {
             groups: BTreeMap::new(),
             workers: Vec::new(),
             lanes: HashMap::new(),
+            last_lane: None,
             bars: Vec::new(),
             bars_dropped: 0,
             recent: VecDeque::with_capacity(RECENT_BARS),
@@ -280,11 +288,56 @@ impl Aggregate {
         }
     }
 
+    /// Takes one record of a batched subscription into account (the same as the events it
+    /// stands for).
+    pub(crate) fn add_record(&mut self, record: &Record) {
+        match record {
+            Record::Submitted { label, n } => {
+                self.group(group_of_label(label.as_deref())).submitted += n
+            }
+            Record::Ran(r) => self.add_ran(r),
+        }
+    }
+
+    fn add_ran(&mut self, r: &Ran) {
+        // A task that started before the aggregation did is left out, as its events are.
+        let Some(start) = r.start else {
+            return;
+        };
+        let origin = self.origin;
+        let secs = |ns: u64| {
+            Duration::from_nanos(ns)
+                .saturating_sub(origin)
+                .as_secs_f64()
+        };
+        self.add_run(
+            || TaskKey::new(r.id, r.label.clone()),
+            r.worker,
+            (secs(start), secs(r.end)),
+            r.failure.as_ref().map(|e| e.to_string()),
+        );
+    }
+
     fn add_task(&mut self, t: &TaskEvent) {
-        let (start, end) = (self.secs(t.start), self.secs(t.end));
+        let times = (self.secs(t.start), self.secs(t.end));
+        let failure = match &t.outcome {
+            TaskOutcome::Ok => None,
+            TaskOutcome::Failed(m) => Some(m.clone()),
+        };
+        self.add_run(|| t.key.clone(), t.worker, times, failure);
+    }
+
+    fn add_run(
+        &mut self,
+        key: impl FnOnce() -> TaskKey,
+        worker: Worker,
+        (start, end): (f64, f64),
+        failure: Option<String>,
+    ) {
+        let key = key();
         let took = (end - start).max(0.0);
-        let ok = t.outcome == TaskOutcome::Ok;
-        let g = self.group(group_of(&t.key));
+        let ok = failure.is_none();
+        let g = self.group(group_of(&key));
         if ok {
             g.ok += 1;
         } else {
@@ -292,26 +345,42 @@ impl Aggregate {
         }
         g.total_s += took;
         g.max_s = g.max_s.max(took);
-        let lane = match self.lanes.get(&t.worker) {
-            Some(&i) => i,
+        let lane = match self.last_lane {
+            Some((w, i)) if w == worker => Some(i),
+            _ => self.lanes.get(&worker).copied(),
+        };
+        let lane = match lane {
+            Some(i) => i,
             None => {
                 self.workers.push(WorkerStats {
-                    name: lane_name(t.worker),
-                    worker: t.worker,
+                    name: lane_name(worker),
+                    worker,
                     tasks: 0,
                     busy_s: 0.0,
                 });
-                self.lanes.insert(t.worker, self.workers.len() - 1);
+                self.lanes.insert(worker, self.workers.len() - 1);
                 self.workers.len() - 1
             }
         };
+        self.last_lane = Some((worker, lane));
         let w = &mut self.workers[lane];
         w.tasks += 1;
         w.busy_s += took;
         self.timeline.add(start, end);
         self.span = self.span.max(end);
+        if let Some(message) = failure {
+            if self.failures.len() < MAX_FAILURES {
+                self.failures.push(Failure {
+                    key: key.to_string(),
+                    at: end,
+                    message,
+                });
+            } else {
+                self.failures_dropped += 1;
+            }
+        }
         let bar = RawBar {
-            key: t.key.clone(),
+            key,
             lane,
             start,
             end,
@@ -326,17 +395,6 @@ impl Aggregate {
         } else {
             self.recent.push_back(bar);
             self.bars_dropped += 1;
-        }
-        if let TaskOutcome::Failed(message) = &t.outcome {
-            if self.failures.len() < MAX_FAILURES {
-                self.failures.push(Failure {
-                    key: t.key.to_string(),
-                    at: end,
-                    message: message.clone(),
-                });
-            } else {
-                self.failures_dropped += 1;
-            }
         }
     }
 

@@ -89,7 +89,7 @@ impl Collector {
                     );
                     {
                         let mut agg = lock(&s.aggregate);
-                        events.poll_with(|e| agg.add(e));
+                        events.poll_with(|r| agg.add_record(r));
                     }
                     if stopping {
                         break;

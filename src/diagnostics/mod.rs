@@ -9,13 +9,14 @@
 //! - [`aggregate`]: the figures all three draw, from events (usable on its own).
 //!
 //! None of them runs on the scheduler's threads: each has a thread of its own that collects
-//! the events every few milliseconds from per-thread buffers, so a task pays for pushing its
-//! two events and two clock reads (about 70 ns on a 2-core AMD EPYC, see `BENCHMARKS.md`) and
-//! never waits for a reader. With all of them off, the cost is one relaxed atomic load per
-//! event.
+//! the events every few milliseconds from per-thread buffers, so a task pays for two readings
+//! of the processor's time-stamp counter and one compact record pushed onto its thread's
+//! buffer when it ends (its submission is counted with others of its label), and never waits
+//! for a reader; see "Diagnostics cost" in `BENCHMARKS.md`. With all of them off, the cost is
+//! one relaxed atomic load when a task is submitted and two when it runs.
 //!
 //! Every task start and end goes to one [`Event`] stream per cluster. With no subscriber the
-//! cost is one relaxed atomic load per task (no clock read, no allocation); subscribe with
+//! cost is a few relaxed atomic loads per task (no clock read, no allocation); subscribe with
 //! [`Cluster::events`](crate::Cluster::events) to receive every event from then on.
 //!
 //! ```
@@ -30,6 +31,7 @@
 //! ```
 
 pub mod aggregate;
+mod clock;
 mod collector;
 pub mod dashboard;
 mod events;
@@ -38,6 +40,6 @@ pub mod report;
 
 pub use aggregate::Aggregate;
 pub use dashboard::Dashboard;
-pub(crate) use events::{Batched, EventBus};
+pub(crate) use events::{Batched, EventBus, Ran, Record, SubmitTally};
 pub use events::{Event, TaskEvent, TaskOutcome};
 pub use report::PerformanceReport;

@@ -271,7 +271,9 @@ pub(crate) fn render(agg: &Aggregate, hw: &Hardware, plan: &Plan, capacity: usiz
     let peak = agg.memory().iter().map(|m| m.rss).max().unwrap_or(0);
     let _ = write!(
         h,
-        "<p id=\"memory\">Process RSS peaked at {}; the cluster's memory budget is {}.</p>",
+        "<p id=\"memory\">Process RSS peaked at {}; the cluster's memory budget is {}. \
+         The chart shows the process's resident memory only: the scheduler does not count the \
+         bytes its task outputs hold (an output's type carries no size).</p>",
         format_bytes(peak),
         format_bytes(plan.memory_limit)
     );

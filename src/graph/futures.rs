@@ -6,6 +6,7 @@ use crossbeam::channel::{Receiver, Sender, unbounded};
 
 use super::node::{self, Node, Task, Waiter};
 use super::{Delayed, TaskKey};
+use crate::diagnostics::progress;
 use crate::error::{Error, Result, TaskError, TaskFailure};
 
 /// A task that has been started: [`Cluster::submit`](crate::Cluster::submit) and
@@ -54,7 +55,9 @@ impl<T: Clone + Send + 'static> TaskHandle<T> {
 
     /// Blocks until the task ends; its error if it failed.
     pub fn wait(&self) -> Result<()> {
-        node::wait_for(self.task()).map_err(|e| Error::Task((*e).clone()))
+        let task = self.task();
+        let _progress = progress::for_wait(task.core().cluster(), std::slice::from_ref(&task));
+        node::wait_for(task).map_err(|e| Error::Task((*e).clone()))
     }
 
     /// Waits for the task and returns its output.
@@ -88,6 +91,7 @@ impl<T: Clone + Send + 'static> TaskHandle<T> {
 
 /// Waits for every handle; the first failure (in list order) with the others attached.
 pub fn wait<T: Clone + Send + 'static>(handles: &[TaskHandle<T>]) -> Result<()> {
+    let _progress = watch(handles.iter().map(TaskHandle::task).collect());
     let mut failures: Vec<Arc<TaskError>> = Vec::new();
     for h in handles {
         if let Err(Error::Task(e)) = h.wait() {
@@ -98,6 +102,12 @@ pub fn wait<T: Clone + Send + 'static>(handles: &[TaskHandle<T>]) -> Result<()> 
         None => Ok(()),
         Some((first, rest)) => Err(Error::Task((**first).clone().with_also(rest.to_vec()))),
     }
+}
+
+/// Progress for a wait on these tasks (see [`progress::for_wait`]).
+fn watch(tasks: Vec<Arc<dyn Task>>) -> Option<progress::ComputeProgress> {
+    let cluster = tasks.first()?.core().cluster().clone();
+    progress::for_wait(&cluster, &tasks)
 }
 
 /// Waits for every handle and returns their outputs in order (like Dask's `client.gather`).
@@ -128,10 +138,12 @@ pub fn as_completed<T: Clone + Send + 'static>(
             );
         }
     }
+    let progress = watch(handles.iter().flatten().map(TaskHandle::task).collect());
     AsCompleted {
         remaining: handles.len(),
         handles,
         rx,
+        progress,
     }
 }
 
@@ -151,6 +163,8 @@ pub struct AsCompleted<T> {
     handles: Vec<Option<TaskHandle<T>>>,
     rx: Receiver<usize>,
     remaining: usize,
+    /// Progress bars while results remain (see [`progress::for_wait`]).
+    progress: Option<progress::ComputeProgress>,
 }
 
 impl<T: Clone + Send + 'static> Iterator for AsCompleted<T> {
@@ -158,10 +172,14 @@ impl<T: Clone + Send + 'static> Iterator for AsCompleted<T> {
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.remaining == 0 {
+            self.progress = None;
             return None;
         }
         let index = self.rx.recv().ok()?;
         self.remaining -= 1;
+        if self.remaining == 0 {
+            self.progress = None;
+        }
         let handle = self.handles.get_mut(index)?.take()?;
         Some((index, handle.result()))
     }

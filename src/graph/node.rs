@@ -25,11 +25,10 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
-use std::time::Instant;
 
 use super::TaskKey;
 use crate::cluster::ClusterInner;
-use crate::diagnostics::{Event, TaskEvent, TaskOutcome};
+use crate::diagnostics::{Ran, SubmitTally};
 use crate::error::{Error, TaskError, TaskFailure};
 use crate::gpu::GpuContext;
 
@@ -186,6 +185,14 @@ impl Core {
     }
     pub(crate) fn placement(&self) -> Placement {
         Placement::decode(self.placement.load(Ordering::Relaxed))
+    }
+    /// `None` while lazy (not submitted); otherwise whether it has finished.
+    pub(crate) fn submitted_and_finished(&self) -> Option<bool> {
+        match lock(&self.state).phase {
+            Phase::Lazy => None,
+            Phase::Done | Phase::Failed(_) => Some(true),
+            _ => Some(false),
+        }
     }
     pub(crate) fn is_finished(&self) -> bool {
         matches!(lock(&self.state).phase, Phase::Done | Phase::Failed(_))
@@ -411,6 +418,7 @@ pub(crate) fn submit(root: Arc<dyn Task>, log: Option<Arc<RunLog>>) {
     let mut stack = vec![root];
     let mut ready = Vec::new();
     let mut failed = Vec::new();
+    let mut tally = SubmitTally::default();
     while let Some(node) = stack.pop() {
         let inputs = {
             let mut st = lock(&node.core().state);
@@ -425,9 +433,7 @@ pub(crate) fn submit(root: Arc<dyn Task>, log: Option<Arc<RunLog>>) {
             std::mem::take(&mut st.inputs)
         };
         let core = node.core();
-        core.cluster
-            .events
-            .emit(|| Event::Submitted { key: core.key() });
+        tally.note(&core.cluster.events, core.id, core.label.get());
         core.pending.store(inputs.len() + 1, Ordering::Release);
         let mut input_error = None;
         for input in inputs {
@@ -456,6 +462,9 @@ pub(crate) fn submit(root: Arc<dyn Task>, log: Option<Arc<RunLog>>) {
             ready.push(node);
         }
     }
+    // Sent before any of these tasks can start (they are dispatched below), so that whoever
+    // counts them sees them submitted before it sees them end.
+    tally.flush();
     for (node, failure) in failed {
         fail(node, failure);
     }
@@ -488,7 +497,7 @@ pub(crate) fn run(node: Arc<dyn Task>, worker: Worker, gpu: Option<&GpuContext>)
     }
     let core = node.core();
     let events = &core.cluster.events;
-    let start = events.is_enabled().then(Instant::now);
+    let start = events.is_enabled().then(|| events.now());
     let result = node.execute(worker, gpu).map_err(|(failure, attempts)| {
         let e = Arc::new(TaskError::new(core.key(), failure, attempts));
         if let Some(log) = &lock(&core.state).log {
@@ -496,18 +505,16 @@ pub(crate) fn run(node: Arc<dyn Task>, worker: Worker, gpu: Option<&GpuContext>)
         }
         e
     });
-    if let Some(start) = start {
-        events.emit(|| {
-            Event::Task(TaskEvent {
-                key: core.key(),
-                worker,
-                start: start.duration_since(core.cluster.started),
-                end: core.cluster.started.elapsed(),
-                outcome: match &result {
-                    Ok(()) => TaskOutcome::Ok,
-                    Err(e) => TaskOutcome::Failed(e.to_string()),
-                },
-            })
+    // A task that started before anyone listened still reports its end (without a start):
+    // a wait that began meanwhile counts it.
+    if start.is_some() || events.is_enabled() {
+        events.ran(Ran {
+            id: core.id,
+            label: core.label.get().cloned(),
+            worker,
+            start,
+            end: events.now(),
+            failure: result.as_ref().err().cloned(),
         });
     }
     finish(node, result);
