@@ -6,6 +6,8 @@
 //! (backfill). An admitted task becomes a task of a [`Cluster`] (labelled with its name, so the
 //! event stream sees it) whose pool has one thread per slot: the thread starts the child in its
 //! own process group, with stdout and stderr going straight into the task's files, and waits.
+//! A shell command the shell would only split into words (`julia fib.jl 12`) starts its
+//! program directly, without a shell in between (see [`without_shell`]).
 //! When the task's main process exits, whatever it left running in its process group is
 //! killed: a task's processes never outlive it. The thread that saw a task end frees its slots
 //! and admits the next task itself, which then runs on that same thread: between two tasks no
@@ -39,7 +41,7 @@ use super::results::{
     self, INTERRUPTED, ResultsDir, TIMEOUT_EXIT, TaskRecord, TaskState, append_journal,
     write_atomic,
 };
-use super::spec::Task;
+use super::spec::{Task, without_shell};
 use super::{RunOptions, signals};
 use crate::cluster::Cluster;
 use crate::error::{Error, Result};
@@ -224,6 +226,8 @@ impl Books {
 /// Everything a task needs to run, cloned into its closure.
 struct JobSpec {
     task: Task,
+    /// What to start: the task's argv, without the shell where it has nothing to do.
+    argv: Vec<String>,
     dir: PathBuf,
     env: Vec<(String, String)>,
     host: String,
@@ -471,6 +475,7 @@ fn job_spec(
     }
     env.extend(t.env.iter().map(|(k, v)| (k.clone(), v.clone())));
     JobSpec {
+        argv: without_shell(&t.argv).unwrap_or_else(|| t.argv.clone()),
         task: t.clone(),
         dir: task_dir,
         env,
@@ -567,8 +572,8 @@ fn attempt_once(job: &JobSpec, state: &Running) -> std::io::Result<Outcome> {
     let t = &job.task;
     let stdout = File::create(job.dir.join("stdout"))?;
     let mut stderr = File::create(job.dir.join("stderr"))?;
-    let mut cmd = Command::new(&t.argv[0]);
-    cmd.args(&t.argv[1..])
+    let mut cmd = Command::new(&job.argv[0]);
+    cmd.args(&job.argv[1..])
         .envs(job.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(stdout)
@@ -589,7 +594,11 @@ fn attempt_once(job: &JobSpec, state: &Running) -> std::io::Result<Outcome> {
                 .as_ref()
                 .map(|w| format!(" in {}", w.display()))
                 .unwrap_or_default();
-            writeln!(stderr, "onebox: cannot start {:?}{where_}: {e}", t.argv[0])?;
+            writeln!(
+                stderr,
+                "onebox: cannot start {:?}{where_}: {e}",
+                job.argv[0]
+            )?;
             let code = if e.kind() == std::io::ErrorKind::PermissionDenied {
                 126
             } else {

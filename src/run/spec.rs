@@ -679,6 +679,38 @@ pub(crate) fn expand_home(p: &str) -> String {
     }
 }
 
+/// Words that mean something to the shell itself at the start of a command: builtins with
+/// no program of the same name, or that change the shell's own state, and keywords.
+const SHELL_WORDS: &[&str] = &[
+    ".", ":", "alias", "bg", "break", "case", "cd", "command", "continue", "do", "done", "elif",
+    "else", "esac", "eval", "exec", "exit", "export", "fc", "fg", "fi", "for", "getopts", "hash",
+    "if", "jobs", "local", "read", "readonly", "return", "set", "shift", "source", "then", "times",
+    "trap", "type", "ulimit", "umask", "unalias", "unset", "until", "wait", "while",
+];
+
+/// The argv a shell command line amounts to when the shell would do nothing but split it into
+/// words and run a program: `[SHELL, "-c", "julia fib.jl 12"]` is `["julia", "fib.jl", "12"]`,
+/// started directly, saving a shell's start per task (as make does). `None` when the shell has
+/// work to do: variables, quotes, escapes, globs, redirections, operators, braces, `~`,
+/// comments, a leading assignment, non-ASCII text, or a first word that is a shell builtin or
+/// keyword. A program that is not found then fails with 127, as the shell would.
+pub fn without_shell(argv: &[String]) -> Option<Vec<String>> {
+    let [shell, dash_c, text] = argv else {
+        return None;
+    };
+    if shell != SHELL || dash_c != "-c" {
+        return None;
+    }
+    let plain = text
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b" \t-_./:,+@%=".contains(&b));
+    let words: Vec<String> = text.split_ascii_whitespace().map(str::to_owned).collect();
+    let first = words.first()?;
+    // `A=1 cmd` is an assignment; `cmd --x=1` an argument.
+    let program = !first.contains('=') && !SHELL_WORDS.contains(&first.as_str());
+    (plain && program).then_some(words)
+}
+
 /// Quotes `word` for a POSIX shell (unchanged when it needs no quoting).
 pub fn shell_quote(word: &str) -> String {
     let plain = !word.is_empty()
@@ -816,6 +848,57 @@ mod tests {
         assert_eq!(t.env["SEED"], "42");
         assert_eq!(t.timeout, Some(Duration::from_secs(5400)));
         assert_eq!(t.workdir, Some(PathBuf::from("/w")));
+    }
+
+    #[test]
+    fn simple_shell_commands_start_without_the_shell() {
+        let sh = |text: &str| vec![SHELL.to_owned(), "-c".to_owned(), text.to_owned()];
+        assert_eq!(without_shell(&sh("true")), Some(vec!["true".to_owned()]));
+        assert_eq!(
+            without_shell(&sh("  julia /w/fib.jl\t12 --x=1 ")),
+            Some(
+                ["julia", "/w/fib.jl", "12", "--x=1"]
+                    .map(String::from)
+                    .to_vec()
+            )
+        );
+        assert_eq!(
+            without_shell(&sh("julia /w/fib.jl\t12 -p 2,3 a+b@c%d:e")),
+            Some(
+                ["julia", "/w/fib.jl", "12", "-p", "2,3", "a+b@c%d:e"]
+                    .map(String::from)
+                    .to_vec()
+            )
+        );
+        for busy in [
+            "echo $HOME",
+            "echo 'a b'",
+            "echo \"a\"",
+            "ls *.txt",
+            "ls > out",
+            "a && b",
+            "a; b",
+            "a | b",
+            "FOO=1 env",
+            "cat ~/x",
+            "echo a # b",
+            "echo a\\ b",
+            "cd /tmp",
+            "exit 3",
+            "export A",
+            "(true)",
+            "echo {a,b}",
+            "echo ü",
+            "",
+            "   ",
+        ] {
+            assert_eq!(without_shell(&sh(busy)), None, "{busy:?}");
+        }
+        assert_eq!(without_shell(&["true".to_owned()]), None, "already an argv");
+        assert_eq!(
+            without_shell(&["/bin/bash".to_owned(), "-c".to_owned(), "true".to_owned()]),
+            None
+        );
     }
 
     #[test]
