@@ -3,6 +3,8 @@ parallelism.
 
 Cases (`python w6_jobs.py CASE SIZE`; the onebox CLI is $ONEBOX_CLI):
   onebox_true,   parallel_true,   xargs_true     SIZE jobs of `true`: the per-job overhead
+  onebox_true_tmpfs                              the same with the results tree on tmpfs
+                                                 (/dev/shm): onebox without the disk
   onebox_sleep,  parallel_sleep,  xargs_sleep    SIZE jobs of `sleep 0.05`: scheduling at
                                                  the parallelism limit
 
@@ -35,10 +37,10 @@ _KEEP = []
 atexit.register(lambda: [shutil.rmtree(d, ignore_errors=True) for d in _KEEP])
 
 
-def _onebox(command, n, threads):
+def _onebox(command, n, threads, where=None):
     cli = os.environ.get("ONEBOX_CLI", "onebox")
     # Each repetition's tree is kept until the process ends (see _KEEP).
-    d = tempfile.mkdtemp(prefix="onebox-w6-")
+    d = tempfile.mkdtemp(prefix="onebox-w6-", dir=where)
     _KEEP.append(d)
     with open(os.path.join(d, "run.yaml"), "w") as f:
         f.write("executor:\n  class_spec: LocalExecutor\nresults:\n  class_spec: LocalResults\n"
@@ -76,7 +78,13 @@ def _xargs(command, n, threads):
     return _shell(f"xargs -P{threads}", ["xargs", "-P", str(threads), "-I{}"] + command.split(), n)
 
 
-CASES = {}
+def _onebox_tmpfs(command, n, threads):
+    _peer.check(os.path.isdir(TMPFS), f"{TMPFS} (tmpfs) is missing")
+    return _onebox(command, n, threads, TMPFS)
+
+
+TMPFS = "/dev/shm"
+CASES = {"onebox_true_tmpfs": lambda n, t: _onebox_tmpfs(COMMANDS["true"], n, t)}
 for _kind, _cmd in COMMANDS.items():
     CASES[f"onebox_{_kind}"] = (lambda c: lambda n, t: _onebox(c, n, t))(_cmd)
     CASES[f"parallel_{_kind}"] = (lambda c: lambda n, t: _parallel(c, n, t))(_cmd)
@@ -86,11 +94,21 @@ for _kind, _cmd in COMMANDS.items():
 def plan(ctx):
     me = "w6_jobs.py"
     cli = os.path.join(os.path.dirname(os.path.dirname(ctx.onebox_bin)), "onebox")
+    n_true, n_sleep = (200, 40) if ctx.quick else (1000, 200)
+    # (case title, onebox case, its row's name, jobs, the peers' kind)
+    shapes = [
+        (f"{n_true:,} `true` jobs, {ctx.threads} at a time, results tree in the temporary "
+         "directory (ext4 here)", "onebox_true", "onebox run (Saturn Run files, results tree)",
+         n_true, "true"),
+        (f"{n_true:,} `true` jobs, {ctx.threads} at a time, results tree on tmpfs",
+         "onebox_true_tmpfs", f"onebox run, results tree in {TMPFS}", n_true, "true"),
+        (f"{n_sleep:,} `sleep 0.05` jobs, {ctx.threads} at a time", "onebox_sleep",
+         "onebox run (Saturn Run files, results tree)", n_sleep, "sleep"),
+    ]
     cases = []
-    for kind, n in (("true", 200 if ctx.quick else 1000), ("sleep", 40 if ctx.quick else 200)):
-        case = Case("W6", f"{n:,} `{COMMANDS[kind]}` jobs, {ctx.threads} at a time", "job")
-        ob = ctx.peer(me, f"onebox_{kind}", n, "onebox run (Saturn Run files, results tree)",
-                      reps=5)
+    for title, onebox_case, system, n, kind in shapes:
+        case = Case("W6", title, "job")
+        ob = ctx.peer(me, onebox_case, n, system, reps=5)
         ob.argv = ["env", f"ONEBOX_CLI={cli}"] + ob.argv
         ob.onebox = True
         case.runs.append(ob)
