@@ -31,6 +31,9 @@ use serde_json::{Value, json};
 mod w3;
 #[path = "onebox_w4.rs"]
 mod w4;
+#[cfg(feature = "frame")]
+#[path = "onebox_w5.rs"]
+mod w5;
 
 type Outcome = std::result::Result<(), Box<dyn std::error::Error>>;
 
@@ -88,6 +91,12 @@ const WORKLOADS: &[Workload] = &[
         about: "chunked arrays, SIZE x SIZE/2 f64: memory bandwidth (1 GB copy), random normal \
                 + sum, (x - x.mean(0)).std(0) (persisted and generated), A @ B.T of SIZE/5",
         run: w4::run,
+    },
+    Workload {
+        name: "W5",
+        about: "db-benchmark group-by q1 q2 q3 q5 q10 on a Frame of the 8 Parquet files in \
+                $ONEBOX_W5_DATA (SIZE rows); needs the `frame` feature",
+        run: w5_frames,
     },
     Workload {
         name: "W9",
@@ -180,6 +189,16 @@ impl Bench {
         });
         println!("{line}");
     }
+}
+
+#[cfg(feature = "frame")]
+fn w5_frames(b: &Bench) -> Outcome {
+    w5::run(b)
+}
+
+#[cfg(not(feature = "frame"))]
+fn w5_frames(_: &Bench) -> Outcome {
+    Err("W5 needs the `frame` feature: build the peers example with default features".into())
 }
 
 /// The benchmarks' unit of work: as small as a task can be.

@@ -83,8 +83,18 @@ if ! /usr/bin/python3 -c "import torch" >/dev/null 2>&1 && ! "$PEER_PYTHON" -c "
 fi
 
 # 3. onebox's side, in release mode.
-log "building the onebox benchmark program (release)"
-(cd "$ROOT" && cargo build --release --quiet --no-default-features --example peers --bin onebox)
+#    Dataframes (W5) need the `frame` feature, whose polars takes about half an hour to build
+#    in release the first time: a run whose --only leaves W5 out builds without it.
+FEATURES=()
+prev=""
+for a in "$@"; do
+    if [ "$prev" = "--only" ]; then
+        case "${a^^}" in *W5*) ;; *) FEATURES=(--no-default-features) ;; esac
+    fi
+    prev="$a"
+done
+log "building the onebox benchmark program (release${FEATURES:+, without frame})"
+(cd "$ROOT" && cargo build --release --quiet "${FEATURES[@]}" --example peers --bin onebox)
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 case "$TARGET" in /*) ;; *) TARGET="$ROOT/$TARGET" ;; esac
 BIN="$TARGET/release/examples/peers"

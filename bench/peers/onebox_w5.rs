@@ -1,0 +1,117 @@
+//! W5: the db-benchmark group-by questions q1, q2, q3, q5 and q10 on a [`Frame`] scanned from
+//! the 8 Parquet files `w5_frames.py` made (in `$ONEBOX_W5_DATA`), a partition per file.
+//!
+//! Each repetition scans the files again (as every peer does), aggregates each partition and
+//! combines the partial results exactly, and checks the answer against the checksums of the
+//! data set's `MANIFEST.json` (groups, and each result column's sum, computed by polars when
+//! the data were made). Needs the `frame` feature.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use onebox::frame::Frame;
+use onebox::frame::polars::prelude::*;
+use serde_json::{Value, json};
+
+use super::{Bench, Outcome, Rep, check};
+
+/// The questions: name, group keys, and (result column, source column, aggregation).
+const QUESTIONS: &[(&str, &[&str], &[(&str, &str, &str)])] = &[
+    ("q1", &["id1"], &[("v1", "v1", "sum")]),
+    ("q2", &["id1", "id2"], &[("v1", "v1", "sum")]),
+    ("q3", &["id3"], &[("v1", "v1", "sum"), ("v3", "v3", "mean")]),
+    (
+        "q5",
+        &["id6"],
+        &[
+            ("v1", "v1", "sum"),
+            ("v2", "v2", "sum"),
+            ("v3", "v3", "sum"),
+        ],
+    ),
+    (
+        "q10",
+        &["id1", "id2", "id3", "id4", "id5", "id6"],
+        &[("v3", "v3", "sum"), ("count", "v1", "count")],
+    ),
+];
+
+fn aggregation(name: &str, source: &str, how: &str) -> Expr {
+    let c = col(source);
+    match how {
+        "sum" => c.sum(),
+        "mean" => c.mean(),
+        _ => c.count(),
+    }
+    .alias(name)
+}
+
+/// Whether the result's checksum (groups, column sums) matches the manifest's.
+fn matches(df: &DataFrame, want: &Value) -> std::result::Result<bool, Box<dyn std::error::Error>> {
+    if want.get("groups").and_then(Value::as_u64) != Some(df.height() as u64) {
+        return Ok(false);
+    }
+    for (key, expected) in want.as_object().into_iter().flatten() {
+        if key == "groups" {
+            continue;
+        }
+        let column = df.column(key)?;
+        let ok = if expected.is_f64() {
+            let got = column.cast(&DataType::Float64)?.f64()?.sum().unwrap_or(0.0);
+            let want = expected.as_f64().unwrap_or(f64::NAN);
+            (got - want).abs() <= 1e-9 * want.abs().max(1.0)
+        } else {
+            let got = column.cast(&DataType::Int64)?.i64()?.sum().unwrap_or(0);
+            Some(got) == expected.as_i64()
+        };
+        if !ok {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+pub(super) fn run(b: &Bench) -> Outcome {
+    let dir = PathBuf::from(std::env::var("ONEBOX_W5_DATA").map_err(
+        |_| "W5 needs $ONEBOX_W5_DATA (run it through `w5_frames.py with-data ROWS -- ...`)",
+    )?);
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("MANIFEST.json"))?)?;
+    let files: Vec<String> = (0..8)
+        .map(|i| dir.join(format!("part-{i}.parquet")).display().to_string())
+        .collect();
+    let cluster = b.cluster()?;
+    for &(q, keys, aggs) in QUESTIONS {
+        let want = &manifest["checksums"][q];
+        let exprs: Vec<Expr> = aggs
+            .iter()
+            .map(|&(name, source, how)| aggregation(name, source, how))
+            .collect();
+        for i in 0..b.warmup + b.reps {
+            let warmup = i < b.warmup;
+            let t0 = Instant::now();
+            let df = Frame::scan_parquet(&cluster, &files)?
+                .group_by(keys)
+                .agg(&exprs)?
+                .compute()?;
+            let seconds = t0.elapsed().as_secs_f64();
+            check(matches(&df, want)?, || {
+                format!("W5 {q}: the answer's checksum differs from the manifest's {want}")
+            })?;
+            b.emit(
+                &Rep {
+                    case: q,
+                    system: "onebox Frame",
+                    count: manifest["rows"].as_u64().unwrap_or(0) as usize,
+                    unit: "row",
+                    seconds,
+                    phases: json!({}),
+                    info: json!({"groups": df.height(), "partitions": files.len()}),
+                },
+                if warmup { i + 1 } else { i - b.warmup + 1 },
+                warmup,
+            );
+        }
+    }
+    Ok(())
+}
