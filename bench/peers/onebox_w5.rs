@@ -15,8 +15,11 @@ use serde_json::{Value, json};
 
 use super::{Bench, Outcome, Rep, check};
 
-/// The questions: name, group keys, and (result column, source column, aggregation).
-const QUESTIONS: &[(&str, &[&str], &[(&str, &str, &str)])] = &[
+/// An aggregation of a question: (result column, source column, "sum" | "mean" | "count").
+type Aggregation = (&'static str, &'static str, &'static str);
+
+/// The questions: name, group keys, aggregations.
+const QUESTIONS: &[(&str, &[&str], &[Aggregation])] = &[
     ("q1", &["id1"], &[("v1", "v1", "sum")]),
     ("q2", &["id1", "id2"], &[("v1", "v1", "sum")]),
     ("q3", &["id3"], &[("v1", "v1", "sum"), ("v3", "v3", "mean")]),
