@@ -18,6 +18,9 @@
 //!   taken: whoever registers later reads the phase instead of waiting for a notification.
 //! - A node's closure is dropped as soon as it has run, releasing its inputs; a finished node
 //!   holds only its own output, which its last consumer moves out (see [`Node::output`]).
+//! - A sized node's stored output is counted in the cluster's managed bytes exactly while it is
+//!   stored: `held` is set when it is stored and cleared (subtracting it) when it is moved out
+//!   or the node is dropped, both under the output's lock or with the node owned.
 //!
 //! Failure propagation walks an explicit work list, never the call stack, so a chain of a
 //! million failing tasks cannot overflow it.
@@ -296,8 +299,10 @@ impl<T: Send + 'static> Node<T> {
 
     /// Takes this node's output out of the managed bytes (under the `output` lock).
     fn uncount(&self) {
-        let bytes = self.held.swap(0, Ordering::Relaxed);
+        // A plain load first: an unsized node pays for a read and a branch, not a swap.
+        let bytes = self.held.load(Ordering::Relaxed);
         if bytes > 0 {
+            self.held.store(0, Ordering::Relaxed);
             self.core
                 .cluster
                 .managed
