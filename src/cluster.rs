@@ -376,6 +376,10 @@ pub(crate) struct ClusterInner {
     // Diagnostics: progress bars on computes, and the dashboard started by the builder.
     pub(crate) progress: std::sync::atomic::AtomicBool,
     pub(crate) dashboard: OnceLock<crate::diagnostics::Dashboard>,
+    /// Bytes of finished task outputs the scheduler holds, for the outputs whose size is
+    /// known (see [`Cluster::managed_bytes`]).
+    /// Shared with the diagnostics collector, which must not keep the cluster alive.
+    pub(crate) managed: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl ClusterInner {
@@ -517,6 +521,7 @@ impl Cluster {
             started,
             progress: std::sync::atomic::AtomicBool::new(false),
             dashboard: OnceLock::new(),
+            managed: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
         };
         Ok(Cluster {
             inner: Arc::new(inner),
@@ -525,6 +530,17 @@ impl Cluster {
 
     pub(crate) fn inner(&self) -> &Arc<ClusterInner> {
         &self.inner
+    }
+
+    /// The *managed bytes*: what the finished task outputs the scheduler still holds take, for
+    /// the outputs whose size is known (array blocks, bag and frame partitions), like Dask's
+    /// managed memory. An output counts from when its task stores it until a consumer takes it
+    /// or it is dropped. Outputs of plain [`delayed`](Cluster::delayed) tasks carry no size
+    /// and are not counted; process RSS is the whole picture.
+    pub fn managed_bytes(&self) -> u64 {
+        self.inner
+            .managed
+            .load(std::sync::atomic::Ordering::Relaxed) as u64
     }
 
     /// The machine this cluster was sized for.

@@ -187,6 +187,9 @@ async fn the_report_draws_every_task_and_the_group_table() {
         return;
     };
     let cluster = Cluster::builder().threads(2).ignore_env().build().unwrap();
+    // 8 MiB of a bag partition held through the run: the managed bytes the report must show.
+    let held = Bag::from_delayed(&cluster, vec![cluster.value(vec![0u64; 1 << 20])]);
+    assert_eq!(cluster.managed_bytes(), 8 << 20);
     let path = screenshots().join("report.html");
     let report = PerformanceReport::start(&cluster, &path).unwrap();
     let (sum, groups) = workload(&cluster);
@@ -257,6 +260,22 @@ async fn the_report_draws_every_task_and_the_group_table() {
         )
         .await;
     assert!(hover.as_str().unwrap().starts_with("load#"), "{hover}");
+    // The memory chart: RSS, managed bytes (the held partition throughout) and the budget.
+    let managed = browser
+        .js("return document.getElementById('managed-peak').dataset.bytes")
+        .await;
+    assert_eq!(managed, json!((8u64 << 20).to_string()));
+    let series = browser
+        .js(
+            "return Array.from(document.querySelectorAll('#memory-chart text[fill]'))\
+             .filter(t => t.getAttribute('fill') !== '#666').map(t => t.textContent)",
+        )
+        .await;
+    assert_eq!(series.as_array().unwrap().len(), 3, "{series}");
+    assert_eq!(series[0], json!("RSS MB"));
+    assert_eq!(series[1], json!("managed MB"));
+    drop(held);
+    assert_eq!(cluster.managed_bytes(), 0);
     browser.screenshot("report.png").await;
     browser.close().await;
 }
@@ -274,6 +293,8 @@ async fn the_dashboard_follows_a_run_and_agrees_with_the_library() {
         .unwrap();
     let url = cluster.dashboard_url().unwrap();
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    // 8 MiB of a bag partition the scheduler holds: the page's managed bytes.
+    let held = Bag::from_delayed(&cluster, vec![cluster.value(vec![0u64; 1 << 20])]);
     browser.client().goto(&url).await.unwrap();
 
     // 40 tasks of 60 ms on 2 threads: 1.2 s at least, while the page polls twice a second.
@@ -331,6 +352,8 @@ async fn the_dashboard_follows_a_run_and_agrees_with_the_library() {
     assert_eq!(status["threads"], json!(cluster.threads()));
     assert_eq!(status["gpus"], json!(cluster.gpu_count()));
     assert_eq!(status["memory_limit"], json!(cluster.plan().memory_limit));
+    assert_eq!(status["managed"], json!(cluster.managed_bytes()));
+    assert_eq!(status["managed"], json!(8u64 << 20));
     assert_eq!(
         status["plan"],
         serde_json::to_value(cluster.plan()).unwrap()
@@ -362,6 +385,18 @@ async fn the_dashboard_follows_a_run_and_agrees_with_the_library() {
             .starts_with(&format!("{n} of {n} tasks done")),
         "{summary}"
     );
+    let memory = browser
+        .js("return document.getElementById('memory').textContent")
+        .await;
+    assert!(
+        memory
+            .as_str()
+            .unwrap()
+            .starts_with("managed 8.0 MiB, process RSS "),
+        "{memory}"
+    );
+    drop(held);
+    assert_eq!(cluster.managed_bytes(), 0);
     browser.screenshot("dashboard.png").await;
     browser.close().await;
 }

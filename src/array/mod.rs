@@ -115,6 +115,14 @@ use kernels::{Chunk, Kernel, Read, chunk_array, eval_block, internal, to_chunk};
 /// The default number of partial results a reduction task combines.
 pub const DEFAULT_FAN_IN: usize = 8;
 
+/// The bytes of a block's elements (`len x size_of::<T>()`), for the cluster's managed bytes;
+/// 0 for a chunk that is not an array of `T`.
+fn chunk_bytes<T: Element>(chunk: &Chunk) -> usize {
+    chunk
+        .downcast_ref::<ArrayD<T>>()
+        .map_or(0, |a| a.len() * std::mem::size_of::<T>())
+}
+
 /// One block: the tasks it reads and the kernel that computes it from them.
 pub(crate) struct Block<T> {
     pub(crate) deps: Vec<Delayed<Chunk>>,
@@ -134,7 +142,7 @@ impl<T: Element> Block<T> {
     /// A block that is the (computed) output of `task`, of `shape`.
     pub(crate) fn of_task(task: Delayed<Chunk>, shape: &[usize]) -> Self {
         Block {
-            deps: vec![task],
+            deps: vec![task.sized(chunk_bytes::<T>)],
             kernel: Arc::new(Read::<T>::input(shape)),
         }
     }
@@ -338,6 +346,7 @@ impl<T: Element> Array<T> {
             eval_block(&*kernel, &inputs, &shape)
         })
         .label(&self.block_label(i))
+        .sized(chunk_bytes::<T>)
     }
 
     /// One task per block.

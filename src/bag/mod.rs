@@ -240,6 +240,14 @@ pub(crate) fn drive_str_or<T: 'static>(
     }
 }
 
+/// A partition's bytes for the cluster's [managed bytes](Cluster::managed_bytes): a *shallow*
+/// size, `len x size_of::<T>()`. What items own on the heap (a `String`'s text, a `Vec`'s
+/// elements) is not followed, so a bag of strings counts 24 bytes an item.
+#[allow(clippy::ptr_arg)] // the size function of a `Delayed<Vec<T>>` takes a `&Vec<T>`
+fn partition_bytes<T>(items: &Vec<T>) -> usize {
+    items.len() * std::mem::size_of::<T>()
+}
+
 /// A lazy, partitioned collection of items. See the [module docs](self).
 ///
 /// Cloning a bag is cheap (it shares its partitions' recipes); per-partition operations take
@@ -381,7 +389,7 @@ impl<T: Clone + Send + 'static> Bag<T> {
         let parts = partitions
             .into_iter()
             .map(|d| {
-                let node: Arc<Node<Vec<T>>> = d.node;
+                let node: Arc<Node<Vec<T>>> = d.sized(partition_bytes::<T>).node;
                 let dep: Arc<dyn Task> = node.clone();
                 Part {
                     deps: vec![dep],
@@ -570,7 +578,10 @@ impl<T: Clone + Send + 'static> Bag<T> {
     /// One task per partition, each collecting its items (the bag's partitions as tasks).
     pub fn to_delayed(&self) -> Vec<Delayed<Vec<T>>> {
         (0..self.parts.len())
-            .map(|i| self.part_task(i, "partition", |p| p.collect()))
+            .map(|i| {
+                self.part_task(i, "partition", |p| p.collect())
+                    .sized(partition_bytes::<T>)
+            })
             .collect()
     }
 

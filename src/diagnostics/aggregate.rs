@@ -121,13 +121,17 @@ pub struct Failure {
     pub message: String,
 }
 
-/// A memory sample: process RSS at a time, in seconds since the origin.
+/// A memory sample: process RSS and the cluster's managed bytes at a time, in seconds since
+/// the origin.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct MemorySample {
     /// Seconds since the origin.
     pub t: f64,
     /// Resident set size of the process, in bytes.
     pub rss: u64,
+    /// The cluster's managed bytes: the task outputs of known size it holds (see
+    /// [`Cluster::managed_bytes`](crate::Cluster::managed_bytes)).
+    pub managed: u64,
 }
 
 /// A GPU sample from NVML.
@@ -398,11 +402,12 @@ impl Aggregate {
         }
     }
 
-    /// Records the process RSS at `at` (a time since the cluster started).
-    pub fn add_memory(&mut self, at: Duration, rss: u64) {
+    /// Records the process RSS and the managed bytes at `at` (a time since the cluster
+    /// started).
+    pub fn add_memory(&mut self, at: Duration, rss: u64, managed: u64) {
         let t = self.secs(at);
         self.extend_span(t);
-        self.memory.push(MemorySample { t, rss });
+        self.memory.push(MemorySample { t, rss, managed });
         thin(&mut self.memory);
     }
 
@@ -681,7 +686,7 @@ mod tests {
     fn memory_series_stay_bounded() {
         let mut a = Aggregate::new(Duration::ZERO);
         for i in 0..10_000u64 {
-            a.add_memory(Duration::from_millis(i), i);
+            a.add_memory(Duration::from_millis(i), i, i / 2);
         }
         assert!(a.memory().len() < 2 * MAX_BINS);
         assert!(a.memory().windows(2).all(|w| w[0].t < w[1].t));

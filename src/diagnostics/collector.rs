@@ -1,10 +1,12 @@
 //! The collector behind reports and the dashboard: one thread that drains a cluster's events
-//! into an [`Aggregate`] and samples memory (and GPUs, through NVML) a few times a second.
+//! into an [`Aggregate`] and samples memory (process RSS and the cluster's managed bytes) and
+//! GPUs (through NVML) a few times a second.
 //!
 //! It runs beside the scheduler, never on its threads: the scheduler's only cost is sending
 //! each event into a channel. The collector takes what has queued every [`DRAIN_EVERY`]
 //! instead of blocking on the channel, so no send ever has to wake it up.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -26,9 +28,17 @@ pub(crate) struct Shared {
     pub(crate) aggregate: Mutex<Aggregate>,
     /// The cluster's start, to turn sample times into times since it.
     started: Instant,
+    /// The cluster's managed bytes counter: the counter alone, not the cluster, so that
+    /// neither the collector's thread nor the dashboard keeps the cluster alive.
+    managed: Arc<AtomicUsize>,
 }
 
 impl Shared {
+    /// The cluster's managed bytes now.
+    pub(crate) fn managed_bytes(&self) -> u64 {
+        self.managed.load(Ordering::Relaxed) as u64
+    }
+
     /// The time since the cluster started, as events carry it.
     pub(crate) fn now(&self) -> Duration {
         self.started.elapsed()
@@ -51,6 +61,7 @@ impl Collector {
         let shared = Arc::new(Shared {
             aggregate: Mutex::new(Aggregate::new(origin)),
             started,
+            managed: cluster.inner().managed.clone(),
         });
         let events = cluster.inner().events.subscribe_batched();
         let gpu_uuids: Vec<String> = cluster
@@ -71,10 +82,11 @@ impl Collector {
                     if now >= next_sample {
                         let at = s.now();
                         let rss = process_rss();
+                        let managed = s.managed_bytes();
                         let samples = gpus.sample();
                         let mut agg = lock(&s.aggregate);
                         if let Some(rss) = rss {
-                            agg.add_memory(at, rss);
+                            agg.add_memory(at, rss, managed);
                         }
                         for g in samples {
                             agg.add_gpu(at, g);
@@ -98,7 +110,7 @@ impl Collector {
                 let at = s.now();
                 let mut agg = lock(&s.aggregate);
                 if let Some(rss) = process_rss() {
-                    agg.add_memory(at, rss);
+                    agg.add_memory(at, rss, s.managed_bytes());
                 }
                 agg.close_at(at);
             })

@@ -205,6 +205,8 @@ struct Status<'a> {
     gpus: usize,
     memory_limit: u64,
     rss: Option<u64>,
+    /// The cluster's managed bytes (task outputs of known size the scheduler holds).
+    managed: u64,
     totals: GroupView,
     groups: Vec<GroupView>,
     workers: Vec<WorkerStats>,
@@ -221,6 +223,7 @@ struct Status<'a> {
 async fn status(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let doc = {
         let rss = process_rss();
+        let managed = state.shared.managed_bytes();
         let at = state.shared.now();
         let mut agg = lock(&state.shared.aggregate);
         agg.close_at(at);
@@ -232,6 +235,7 @@ async fn status(State(state): State<Arc<AppState>>) -> impl IntoResponse {
             gpus,
             memory_limit: state.info.plan.memory_limit,
             rss,
+            managed,
             totals: agg.totals().into(),
             groups: agg.groups().cloned().map(GroupView::from).collect(),
             workers: agg.workers().to_vec(),
@@ -313,7 +317,7 @@ function draw(st) {
   document.getElementById('workers').innerHTML = '<tr><th>worker</th><th>tasks</th><th>busy</th></tr>' +
     lanes.map(l => { const w = st.workers[l]; return `<tr><td>${esc(w.name)}</td><td>${w.tasks}</td><td>${secs(w.busy_s)}</td></tr>`; }).join('');
   document.getElementById('memory').textContent =
-    `process RSS ${st.rss == null ? 'unknown' : mb(st.rss)} of a ${mb(st.memory_limit)} budget`;
+    `managed ${mb(st.managed)}, process RSS ${st.rss == null ? 'unknown' : mb(st.rss)}, of a ${mb(st.memory_limit)} budget`;
   document.getElementById('gpus').textContent = st.gpu.length ?
     st.gpu.map(g => `GPU ${g.gpu}: ${mb(g.memory_used)} of ${mb(g.memory_total)}, ${g.utilisation}% busy`).join('; ') :
     (st.gpus ? 'no NVML samples' : 'no GPU in this cluster');

@@ -15,6 +15,19 @@
 //! for a reader; see "Diagnostics cost" in `BENCHMARKS.md`. With all of them off, the cost is
 //! one relaxed atomic load when a task is submitted and two when it runs.
 //!
+//! Memory is the one figure not read from events: the collector samples, every 100 ms, the
+//! process's resident memory (RSS) and the cluster's **managed bytes**
+//! ([`Cluster::managed_bytes`](crate::Cluster::managed_bytes)), like Dask's managed memory.
+//! Managed bytes are the finished task outputs the scheduler holds until their consumers take
+//! them, counted for the outputs whose size their maker knows: array blocks (elements times
+//! the element's size), bag partitions (items times the item's size: a shallow size, what an
+//! item owns on the heap is not followed) and frame partitions (polars' estimate). Outputs of
+//! plain `delayed` tasks carry no size and are not counted. The gap between the two lines is
+//! everything else: inputs being read, tasks' working memory, unsized outputs, and memory
+//! freed but not yet returned to the system. Keeping the count costs a sized task one atomic
+//! add when its output is stored and one subtract when it is released, and an unsized task
+//! one branch, whether diagnostics are on or off.
+//!
 //! Every task start and end goes to one [`Event`] stream per cluster. With no subscriber the
 //! cost is a few relaxed atomic loads per task (no clock read, no allocation); subscribe with
 //! [`Cluster::events`](crate::Cluster::events) to receive every event from then on.

@@ -3,7 +3,8 @@
 //!
 //! It shows the task stream (a lane per CPU thread and GPU stream, a bar per task coloured by
 //! its group; hovering names the task and its duration), a table per task group, worker
-//! utilisation over time, process memory over time against the cluster's memory budget, GPU
+//! utilisation over time, memory over time (the managed bytes, i.e. the task outputs of known
+//! size the scheduler holds, next to process RSS, against the cluster's memory budget), GPU
 //! memory and utilisation when the cluster has GPUs, the hardware, and the failures.
 //!
 //! ```no_run
@@ -268,17 +269,29 @@ pub(crate) fn render(agg: &Aggregate, hw: &Hardware, plan: &Plan, capacity: usiz
         .iter()
         .map(|m| (m.t, m.rss as f64 / 1e6))
         .collect();
+    let managed: Vec<(f64, f64)> = agg
+        .memory()
+        .iter()
+        .map(|m| (m.t, m.managed as f64 / 1e6))
+        .collect();
     let peak = agg.memory().iter().map(|m| m.rss).max().unwrap_or(0);
+    let managed_peak = agg.memory().iter().map(|m| m.managed).max().unwrap_or(0);
     let _ = write!(
         h,
-        "<p id=\"memory\">Process RSS peaked at {}; the cluster's memory budget is {}. \
-         The chart shows the process's resident memory only: the scheduler does not count the \
-         bytes its task outputs hold (an output's type carries no size).</p>",
+        "<p id=\"memory\">Process RSS peaked at {}; managed bytes peaked at \
+         <span id=\"managed-peak\" data-bytes=\"{managed_peak}\">{}</span>; the cluster's \
+         memory budget is {}. Managed bytes are the finished task outputs the scheduler holds \
+         until their consumers take them, for the outputs whose size is known: array blocks \
+         (elements times their size), bag partitions (items times the item's size, not what \
+         the items own on the heap) and frame partitions (polars' estimate). Outputs of plain \
+         delayed tasks carry no size and are not counted; RSS covers everything, including \
+         memory that is no longer used but not yet returned to the system.</p>",
         format_bytes(peak),
+        format_bytes(managed_peak),
         format_bytes(plan.memory_limit)
     );
     let limit_mb = plan.memory_limit as f64 / 1e6;
-    let top = (peak as f64 / 1e6 * 1.25).max(1.0);
+    let top = (peak.max(managed_peak) as f64 / 1e6 * 1.25).max(1.0);
     let limit_line: Vec<(f64, f64)> = if limit_mb <= top {
         vec![(0.0, limit_mb), (span, limit_mb)]
     } else {
@@ -297,6 +310,7 @@ pub(crate) fn render(agg: &Aggregate, hw: &Hardware, plan: &Plan, capacity: usiz
         "memory-chart",
         &[
             ("RSS MB", &rss, "#59a14f"),
+            ("managed MB", &managed, "#4e79a7"),
             (&budget, &limit_line, "#e15759"),
         ],
         span,
@@ -513,12 +527,18 @@ mod tests {
                 },
             }));
         }
-        agg.add_memory(Duration::from_millis(3), 1 << 20);
+        agg.add_memory(Duration::from_millis(3), 1 << 20, 1 << 10);
         let html = render(&agg, cluster.hardware(), cluster.plan(), 2);
         assert_eq!(html.matches("<rect class=\"task\"").count(), 7);
         assert_eq!(html.matches("<tr class=\"group\"").count(), 2);
         assert!(!html.contains("<b>"));
         assert!(html.contains("bad &lt;input&gt;"));
         assert!(!html.contains("http://") && !html.contains("https://"));
+        // The memory chart: RSS, managed bytes and the budget, with the managed peak.
+        assert!(html.contains("id=\"managed-peak\" data-bytes=\"1024\""));
+        let chart = &html[html.find("id=\"memory-chart\"").unwrap()..];
+        let chart = &chart[..chart.find("</svg>").unwrap()];
+        assert!(chart.contains(">RSS MB<") && chart.contains(">managed MB<"));
+        assert!(chart.matches("<polyline").count() >= 2);
     }
 }

@@ -147,6 +147,12 @@ pub use shuffle::Keep;
 type Plan =
     Arc<dyn Fn(Option<DataFrame>) -> std::result::Result<LazyFrame, BoxError> + Send + Sync>;
 
+/// A partition's bytes for the cluster's [managed bytes](Cluster::managed_bytes): polars'
+/// estimate of the heap its columns take (buffers shared with other frames count in full).
+fn frame_bytes(df: &DataFrame) -> usize {
+    df.estimated_size()
+}
+
 /// One partition: an optional input task and the query that makes the partition's rows.
 #[derive(Clone)]
 struct Part {
@@ -177,7 +183,7 @@ impl Part {
     /// The rows output by a task.
     fn from_task(input: Delayed<DataFrame>) -> Self {
         Part {
-            input: Some(input),
+            input: Some(input.sized(frame_bytes)),
             plan: Arc::new(|df: Option<DataFrame>| {
                 df.map(DataFrame::lazy)
                     .ok_or_else(|| "a frame partition lost its input".into())
@@ -527,6 +533,9 @@ impl Frame {
     /// so computing one of them also computes those before it by that step.
     pub fn to_delayed(&self) -> Vec<Delayed<DataFrame>> {
         self.tasks("partition", Ok)
+            .into_iter()
+            .map(|d| d.sized(frame_bytes))
+            .collect()
     }
 
     /// A task per partition computing it then `finish`, labelled `frame-<what>[i]`, at most

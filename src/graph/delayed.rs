@@ -80,6 +80,14 @@ impl<T: Clone + Send + 'static> Delayed<T> {
         self
     }
 
+    /// Counts this task's output in the cluster's [managed
+    /// bytes](crate::Cluster::managed_bytes), measured by `size`, while the scheduler holds
+    /// it. For collections whose outputs have a known size; the first size given stays.
+    pub(crate) fn sized(self, size: fn(&T) -> usize) -> Self {
+        self.node.set_size(size);
+        self
+    }
+
     /// Pins the task to the cluster's GPU `index` (for tasks made by
     /// [`Cluster::delayed_on_gpu`](crate::Cluster::delayed_on_gpu)).
     #[must_use]
@@ -265,5 +273,49 @@ mod tests {
         let done = cluster.delayed(|| 2u8);
         done.clone().compute().unwrap();
         assert!(!done.after(&cluster.delayed(|| 3u8)));
+    }
+
+    #[test]
+    fn sized_outputs_count_once_and_leave_with_their_node() {
+        let cluster = Cluster::builder().threads(2).ignore_env().build().unwrap();
+        let len = |v: &Vec<u8>| v.len();
+        // A ready value counts as soon as it is sized; a second size function is ignored.
+        let v = cluster.value(vec![0u8; 10]).sized(len).sized(|_| 1000);
+        assert_eq!(cluster.managed_bytes(), 10);
+        // A task that fails once then succeeds counts its one stored output.
+        let mut tries = 0;
+        let t = cluster
+            .try_delayed(move || {
+                tries += 1;
+                if tries == 1 {
+                    Err("first try")
+                } else {
+                    Ok(vec![1u8; 5])
+                }
+            })
+            .retries(1)
+            .sized(len);
+        let h = t.clone().submit();
+        h.wait().unwrap();
+        assert_eq!(cluster.managed_bytes(), 15);
+        // Cloned out while another holder remains: still held, still counted.
+        assert_eq!(t.clone().compute().unwrap(), vec![1u8; 5]);
+        assert_eq!(cluster.managed_bytes(), 15);
+        drop((t, h));
+        assert_eq!(cluster.managed_bytes(), 10);
+        // An unsized task counts nothing; a sized one whose task fails on every try neither.
+        let plain = cluster.delayed(|| vec![0u8; 100]);
+        let bad = cluster
+            .try_delayed(|| Err::<Vec<u8>, _>("never"))
+            .retries(2)
+            .sized(len);
+        assert!(plain.clone().zip(bad.clone()).compute().is_err());
+        assert_eq!(cluster.managed_bytes(), 10);
+        // The counter outlives the cluster handle: a value dropped after it still leaves.
+        let counter = cluster.inner().managed.clone();
+        drop(cluster);
+        assert_eq!(counter.load(std::sync::atomic::Ordering::Relaxed), 10);
+        drop((v, plain, bad));
+        assert_eq!(counter.load(std::sync::atomic::Ordering::Relaxed), 0);
     }
 }

@@ -31,6 +31,11 @@
 //! ask for it. That is why outputs are `Clone`: cheap types (`Arc`, polars frames) or values that
 //! are rarely shared.
 //!
+//! While the scheduler holds an output whose size is known (collections give their partitions
+//! and blocks one), its bytes count in the cluster's
+//! [managed bytes](crate::Cluster::managed_bytes), from when the task stores it until a
+//! consumer takes it or the last handle to the task is dropped.
+//!
 //! ## Failures
 //!
 //! A task that panics or returns an error becomes a [`TaskError`](crate::TaskError) naming it;

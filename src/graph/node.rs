@@ -18,6 +18,9 @@
 //!   taken: whoever registers later reads the phase instead of waiting for a notification.
 //! - A node's closure is dropped as soon as it has run, releasing its inputs; a finished node
 //!   holds only its own output, which its last consumer moves out (see [`Node::output`]).
+//! - A sized node's stored output is counted in the cluster's managed bytes exactly while it is
+//!   stored: `held` is set when it is stored and cleared (subtracting it) when it is moved out
+//!   or the node is dropped, both under the output's lock or with the node owned.
 //!
 //! Failure propagation walks an explicit work list, never the call stack, so a chain of a
 //! million failing tasks cannot overflow it.
@@ -216,6 +219,11 @@ pub(crate) struct Node<T> {
     core: Core,
     func: Mutex<Option<TaskFn<T>>>,
     output: Mutex<Option<T>>,
+    /// How many bytes an output holds, when the node's maker knows (see [`Node::set_size`]).
+    size: OnceLock<fn(&T) -> usize>,
+    /// The bytes of the stored output counted in the cluster's managed bytes (0 when none
+    /// is stored or the node is unsized). Changed only under the `output` lock.
+    held: AtomicUsize,
 }
 
 impl<T: Send + 'static> Node<T> {
@@ -257,7 +265,59 @@ impl<T: Send + 'static> Node<T> {
             },
             func: Mutex::new(func),
             output: Mutex::new(output),
+            size: OnceLock::new(),
+            held: AtomicUsize::new(0),
         })
+    }
+
+    /// Gives the node a size function: from now on its stored output counts in the cluster's
+    /// managed bytes, from when it is stored until it is moved out or dropped. The first size
+    /// function given stays. An output already stored (a ready value) is counted at once.
+    pub(crate) fn set_size(&self, size: fn(&T) -> usize) {
+        if self.size.set(size).is_err() {
+            return;
+        }
+        let out = lock(&self.output);
+        if let Some(value) = out.as_ref()
+            && self.held.load(Ordering::Relaxed) == 0
+        {
+            self.count(size(value));
+        }
+    }
+
+    /// Adds `bytes` held by this node's output to the cluster's managed bytes (under the
+    /// `output` lock).
+    fn count(&self, bytes: usize) {
+        if bytes > 0 {
+            self.held.store(bytes, Ordering::Relaxed);
+            self.core
+                .cluster
+                .managed
+                .fetch_add(bytes, Ordering::Relaxed);
+        }
+    }
+
+    /// Takes this node's output out of the managed bytes (under the `output` lock).
+    fn uncount(&self) {
+        // A plain load first: an unsized node pays for a read and a branch, not a swap.
+        let bytes = self.held.load(Ordering::Relaxed);
+        if bytes > 0 {
+            self.held.store(0, Ordering::Relaxed);
+            self.core
+                .cluster
+                .managed
+                .fetch_sub(bytes, Ordering::Relaxed);
+        }
+    }
+
+    /// Stores a finished output, counting its bytes when the node is sized.
+    fn store(&self, value: T) {
+        let mut out = lock(&self.output);
+        if let Some(size) = self.size.get() {
+            self.uncount();
+            self.count(size(&value));
+        }
+        *out = Some(value);
     }
 
     /// The output of a finished node: moved out when `may_move` and nobody else holds this
@@ -272,6 +332,7 @@ impl<T: Send + 'static> Node<T> {
         let sole_owner = Arc::strong_count(&self) == 1;
         let mut out = lock(&self.output);
         let value = if may_move && sole_owner {
+            self.uncount();
             out.take()
         } else {
             out.clone()
@@ -316,7 +377,7 @@ impl<T: Send + 'static> Task for Node<T> {
             };
             match catch_unwind(AssertUnwindSafe(|| func(&ctx))) {
                 Ok(Ok(value)) => {
-                    *lock(&self.output) = Some(value);
+                    self.store(value);
                     return Ok(());
                 }
                 Ok(Err(failure)) => last = failure,
@@ -328,6 +389,19 @@ impl<T: Send + 'static> Task for Node<T> {
 
     fn release(&self) {
         drop(lock(&self.func).take());
+    }
+}
+
+impl<T> Drop for Node<T> {
+    /// An output nobody took leaves the managed bytes with its node.
+    fn drop(&mut self) {
+        let bytes = *self.held.get_mut();
+        if bytes > 0 {
+            self.core
+                .cluster
+                .managed
+                .fetch_sub(bytes, Ordering::Relaxed);
+        }
     }
 }
 
