@@ -8,7 +8,7 @@ use std::sync::Arc;
 use ndarray::{Array1, Array2};
 use onebox::Array;
 use onebox::train::models::{Classifier, SoftmaxRegression};
-use onebox::train::{Batch, Dataset, Optimizer, Table, Trainer};
+use onebox::train::{Batch, Optimizer, Table, Trainer};
 use proptest::prelude::*;
 
 /// A `rows x cols` feature matrix and class labels below `classes`, reproducible from `seed`.
@@ -138,6 +138,7 @@ mod frame {
 
     use super::*;
     use onebox::frame::Frame;
+    use onebox::train::Dataset;
 
     fn frame_of(df: DataFrame, partitions: usize) -> Frame {
         Frame::from_dataframe(&common::cluster(2), df, partitions).unwrap()
