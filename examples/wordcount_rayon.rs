@@ -6,10 +6,10 @@
 //! ```
 //!
 //! One rayon task per file: read it whole, count its words into a hash map of `&str` slices
-//! of the file, turn that into owned keys, and merge the maps pairwise.
+//! of the file, turn that into owned keys, and merge the maps pairwise. The peer benchmarks
+//! (`bench/peers/onebox_w3.rs`) run [`top_words`] as their hand-written rayon reference.
 
-use std::cmp::Reverse;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use hashbrown::HashMap;
@@ -17,7 +17,7 @@ use rayon::prelude::*;
 
 type Counts = HashMap<String, u64>;
 
-fn count_file(path: &PathBuf) -> Result<Counts, String> {
+fn count_file(path: &Path) -> Result<Counts, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let text = std::str::from_utf8(&bytes).map_err(|e| {
         format!(
@@ -43,6 +43,20 @@ fn merge(mut a: Counts, mut b: Counts) -> Counts {
     a
 }
 
+/// The `top` most frequent words of `files`, most frequent first, equal counts in word order;
+/// the work runs on the current rayon pool.
+pub fn top_words(files: &[PathBuf], top: usize) -> Result<Vec<(String, u64)>, String> {
+    let counts = files
+        .par_iter()
+        .map(|p| count_file(p))
+        .try_reduce(Counts::new, |a, b| Ok(merge(a, b)))?;
+    let mut words: Vec<(String, u64)> = counts.into_iter().collect();
+    words.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    words.truncate(top);
+    Ok(words)
+}
+
+#[allow(dead_code)] // the peer benchmarks include this file for `top_words`
 fn main() {
     let mut args = std::env::args().skip(1);
     let Some(dir) = args.next() else {
@@ -67,20 +81,13 @@ fn main() {
         .filter_map(|p| std::fs::metadata(p).ok())
         .map(|m| m.len())
         .sum();
-    let counts = files
-        .par_iter()
-        .map(count_file)
-        .try_reduce(Counts::new, |a, b| Ok(merge(a, b)));
-    let counts = match counts {
-        Ok(c) => c,
+    let words = match top_words(&files, top) {
+        Ok(w) => w,
         Err(e) => {
             eprintln!("{e}");
             std::process::exit(1);
         }
     };
-    let mut words: Vec<(String, u64)> = counts.into_iter().collect();
-    words.sort_unstable_by_key(|(w, n)| (Reverse(*n), w.clone()));
-    words.truncate(top);
     let secs = start.elapsed().as_secs_f64();
     for (word, count) in &words {
         println!("{count:>10} {word}");

@@ -12,12 +12,10 @@
 //! manifest's list (ordered by count, then word).
 
 use std::cmp::Reverse;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
-use hashbrown::HashMap;
 use onebox::prelude::*;
-use rayon::prelude::*;
 use serde_json::json;
 
 use super::{Bench, Outcome, Rep, check};
@@ -76,45 +74,11 @@ fn bag_top(cluster: &Cluster, files: &[PathBuf]) -> Result<Top> {
         .compute()
 }
 
-type Counts = HashMap<String, u64>;
-
-fn count_file(path: &Path) -> std::result::Result<Counts, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let text = std::str::from_utf8(&bytes).map_err(|e| {
-        format!(
-            "{}: invalid UTF-8 at byte {}",
-            path.display(),
-            e.valid_up_to()
-        )
-    })?;
-    let mut counts: HashMap<&str, u64> = HashMap::new();
-    for word in text.split_whitespace() {
-        *counts.entry(word).or_insert(0) += 1;
-    }
-    Ok(counts.into_iter().map(|(w, n)| (w.to_owned(), n)).collect())
-}
-
-fn merge(mut a: Counts, mut b: Counts) -> Counts {
-    if a.len() < b.len() {
-        std::mem::swap(&mut a, &mut b);
-    }
-    for (w, n) in b {
-        *a.entry(w).or_insert(0) += n;
-    }
-    a
-}
+#[path = "../../examples/wordcount_rayon.rs"]
+mod wordcount_rayon;
 
 fn rayon_top(pool: &rayon::ThreadPool, files: &[PathBuf]) -> std::result::Result<Top, String> {
-    let counts = pool.install(|| {
-        files
-            .par_iter()
-            .map(|p| count_file(p))
-            .try_reduce(Counts::new, |a, b| Ok(merge(a, b)))
-    })?;
-    let mut words: Top = counts.into_iter().collect();
-    words.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    words.truncate(TOP);
-    Ok(words)
+    pool.install(|| wordcount_rayon::top_words(files, TOP))
 }
 
 pub(super) fn w3_wordcount(b: &Bench) -> Outcome {
@@ -129,49 +93,35 @@ pub(super) fn w3_wordcount(b: &Bench) -> Outcome {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(b.threads)
         .build()?;
-    let info = || json!({"files": files.len()});
     let total = b.warmup + b.reps;
     for i in 0..total {
         let warmup = i < b.warmup;
         let index = if warmup { i + 1 } else { i - b.warmup + 1 };
-        let t0 = Instant::now();
-        let top = bag_top(&cluster, &files)?;
-        let secs = t0.elapsed().as_secs_f64();
-        check(top == expected, || {
-            format!("W3 bag: top {TOP} of {} differs: {top:?}", dir.display())
-        })?;
-        b.emit(
-            &Rep {
-                case: "bag",
-                system: "onebox Bag",
-                count: mb.round() as usize,
-                unit: "MB",
-                seconds: secs,
-                phases: json!({}),
-                info: info(),
-            },
-            index,
-            warmup,
-        );
-        let t0 = Instant::now();
-        let top = rayon_top(&pool, &files)?;
-        let secs = t0.elapsed().as_secs_f64();
-        check(top == expected, || {
-            format!("W3 rayon: top {TOP} of {} differs: {top:?}", dir.display())
-        })?;
-        b.emit(
-            &Rep {
-                case: "rayon",
-                system: "hand-written rayon",
-                count: mb.round() as usize,
-                unit: "MB",
-                seconds: secs,
-                phases: json!({}),
-                info: info(),
-            },
-            index,
-            warmup,
-        );
+        for (case, system) in [("bag", "onebox Bag"), ("rayon", "hand-written rayon")] {
+            let t0 = Instant::now();
+            let top = if case == "bag" {
+                bag_top(&cluster, &files)?
+            } else {
+                rayon_top(&pool, &files)?
+            };
+            let seconds = t0.elapsed().as_secs_f64();
+            check(top == expected, || {
+                format!("W3 {case}: top {TOP} of {} differs: {top:?}", dir.display())
+            })?;
+            b.emit(
+                &Rep {
+                    case,
+                    system,
+                    count: mb.round() as usize,
+                    unit: "MB",
+                    seconds,
+                    phases: json!({}),
+                    info: json!({"files": files.len()}),
+                },
+                index,
+                warmup,
+            );
+        }
     }
     Ok(())
 }
