@@ -433,10 +433,11 @@ impl<A: Element, U: Element> Kernel<U> for Map1<A, U> {
         self.child.arity()
     }
     fn eval(&self, inputs: &[Chunk], start: usize, out: &mut [U]) -> Result<(), TaskFailure> {
-        let mut buf = vec![A::default(); out.len()];
-        self.child.eval(inputs, start, &mut buf)?;
-        (self.f)(&buf, out);
-        Ok(())
+        with_scratch(out.len(), |buf: &mut [A]| {
+            self.child.eval(inputs, start, buf)?;
+            (self.f)(buf, out);
+            Ok(())
+        })
     }
 }
 
@@ -526,12 +527,14 @@ impl<A: Element, B: Element, U: Element> Kernel<U> for Zip2<A, B, U> {
     }
     fn eval(&self, inputs: &[Chunk], start: usize, out: &mut [U]) -> Result<(), TaskFailure> {
         let (ia, ib) = split(inputs, self.a.arity())?;
-        let mut x = vec![A::default(); out.len()];
-        let mut y = vec![B::default(); out.len()];
-        self.a.eval(ia, start, &mut x)?;
-        self.b.eval(ib, start, &mut y)?;
-        (self.f)(&x, &y, out);
-        Ok(())
+        with_scratch(out.len(), |x: &mut [A]| {
+            with_scratch(out.len(), |y: &mut [B]| {
+                self.a.eval(ia, start, x)?;
+                self.b.eval(ib, start, y)?;
+                (self.f)(x, y, out);
+                Ok(())
+            })
+        })
     }
 }
 
@@ -573,10 +576,11 @@ impl<T: Element> Kernel<T> for Binary<T> {
     fn eval(&self, inputs: &[Chunk], start: usize, out: &mut [T]) -> Result<(), TaskFailure> {
         let (ia, ib) = split(inputs, self.a.arity())?;
         self.a.eval(ia, start, out)?;
-        let mut y = vec![T::default(); out.len()];
-        self.b.eval(ib, start, &mut y)?;
-        (self.f)(out, &y);
-        Ok(())
+        with_scratch(out.len(), |y: &mut [T]| {
+            self.b.eval(ib, start, y)?;
+            (self.f)(out, y);
+            Ok(())
+        })
     }
 }
 
@@ -602,18 +606,44 @@ impl<T: Element> Kernel<T> for Where3<T> {
     fn eval(&self, inputs: &[Chunk], start: usize, out: &mut [T]) -> Result<(), TaskFailure> {
         let (ic, rest) = split(inputs, self.cond.arity())?;
         let (ia, ib) = split(rest, self.a.arity())?;
-        let mut c = vec![false; out.len()];
-        self.cond.eval(ic, start, &mut c)?;
-        self.a.eval(ia, start, out)?;
-        let mut y = vec![T::default(); out.len()];
-        self.b.eval(ib, start, &mut y)?;
-        for ((o, &c), &y) in out.iter_mut().zip(&c).zip(&y) {
-            if !c {
-                *o = y;
-            }
-        }
-        Ok(())
+        with_scratch(out.len(), |c: &mut [bool]| {
+            self.cond.eval(ic, start, c)?;
+            self.a.eval(ia, start, out)?;
+            with_scratch(out.len(), |y: &mut [T]| {
+                self.b.eval(ib, start, y)?;
+                for ((o, &c), &y) in out.iter_mut().zip(c.iter()).zip(y.iter()) {
+                    if !c {
+                        *o = y;
+                    }
+                }
+                Ok(())
+            })
+        })
     }
+}
+
+thread_local! {
+    /// Tile-sized buffers per thread, for the nodes that evaluate a child beside their output:
+    /// taken and given back around each use, so no node allocates or clears one per tile.
+    static TILES: std::cell::RefCell<Vec<Box<dyn Any>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on a scratch buffer of `n` elements of unspecified content (the caller's child
+/// overwrites it), taken from this thread's [`TILES`] and given back after.
+fn with_scratch<T: Element, R>(n: usize, f: impl FnOnce(&mut [T]) -> R) -> R {
+    let mut buf: Box<Vec<T>> = TILES
+        .with(|t| {
+            let mut t = t.borrow_mut();
+            let at = t.iter().rposition(|b| b.is::<Vec<T>>())?;
+            t.swap_remove(at).downcast::<Vec<T>>().ok()
+        })
+        .unwrap_or_default();
+    if buf.len() < n {
+        buf.resize(n, T::default());
+    }
+    let r = f(&mut buf[..n]);
+    TILES.with(|t| t.borrow_mut().push(buf));
+    r
 }
 
 fn split(inputs: &[Chunk], n: usize) -> Result<(&[Chunk], &[Chunk]), TaskFailure> {

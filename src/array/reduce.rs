@@ -37,8 +37,27 @@ pub(crate) struct BlockPos {
 pub(crate) struct Reducer<T, S, O> {
     name: &'static str,
     block: BlockFn<T, S>,
-    merge: fn(S, S) -> S,
+    merge: MergeFn<S>,
     finish: FinishFn<S, O>,
+}
+
+/// Merges a run of partials into another of the same length, element by element (the left
+/// one first in the array's order): see [`by_element`].
+pub(crate) type MergeFn<S> = Arc<dyn Fn(&mut [S], &[S]) + Send + Sync>;
+
+/// The [`MergeFn`] of an element merge `f`: one loop over the two runs with `f` inlined when
+/// it is a function item or a closure (not a function pointer), so that merging the partials
+/// of a block's slabs costs a few instructions per element, not a call.
+pub(crate) fn by_element<S, F>(f: F) -> MergeFn<S>
+where
+    S: Clone,
+    F: Fn(S, S) -> S + Send + Sync + 'static,
+{
+    Arc::new(move |acc: &mut [S], p: &[S]| {
+        for (x, y) in acc.iter_mut().zip(p) {
+            *x = f(x.clone(), y.clone());
+        }
+    })
 }
 
 /// Turns a final partial into the result (or says why there is none).
@@ -179,10 +198,11 @@ fn merge_moments<T: Float>(a: Moments<T>, b: Moments<T>) -> Moments<T> {
     }
     let n = a.n + b.n;
     let delta = b.mean - a.mean;
+    let wb = b.n / n;
     Moments {
         n,
-        mean: a.mean + delta * (b.n / n),
-        m2: a.m2 + b.m2 + delta * delta * (a.n * b.n / n),
+        mean: a.mean + delta * wb,
+        m2: a.m2 + b.m2 + delta * delta * a.n * wb,
     }
 }
 
@@ -382,7 +402,7 @@ impl<T: Element> Array<T> {
         axes: &[usize],
         name: &'static str,
         block_fn: BlockFn<T, S>,
-        merge: fn(S, S) -> S,
+        merge: MergeFn<S>,
     ) -> Result<Roots<S>>
     where
         S: Clone + Send + Sync + 'static,
@@ -409,9 +429,10 @@ impl<T: Element> Array<T> {
             };
             let kernel = b.kernel.clone();
             let f = block_fn.clone();
+            let slab_merge = merge.clone();
             let axes2 = axes.clone();
             let task = Delayed::combine(&cluster, b.deps.clone(), move |inputs| {
-                partial_of_block(&*kernel, &inputs, &shape, &axes2, &pos, &f, merge)
+                partial_of_block(&*kernel, &inputs, &shape, &axes2, &pos, &f, &*slab_merge)
             })
             .label(&format!(
                 "array-{name}-partial[{}]",
@@ -423,13 +444,13 @@ impl<T: Element> Array<T> {
         let roots = groups
             .into_iter()
             .map(|g| {
-                tree(&cluster, g, fan_in, name, move |a, b| {
+                let merge = merge.clone();
+                tree(&cluster, g, fan_in, name, move |mut a, b| {
                     if a.shape() != b.shape() {
                         return Err(internal("reduction partials of different shapes"));
                     }
-                    Ok(Zip::from(&a)
-                        .and(&b)
-                        .map_collect(|x, y| merge(x.clone(), y.clone())))
+                    merge_into(&mut a, &b, &*merge);
+                    Ok(a)
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -521,7 +542,7 @@ fn partial_of_block<T: Element, S: Clone>(
     axes: &[usize],
     pos: &BlockPos,
     f: &BlockFn<T, S>,
-    merge: fn(S, S) -> S,
+    merge: &dyn Fn(&mut [S], &[S]),
 ) -> std::result::Result<ArrayD<S>, TaskFailure> {
     let row: usize = shape.iter().skip(1).product();
     let rows = (SLAB / row.max(1)).max(1);
@@ -550,9 +571,7 @@ fn partial_of_block<T: Element, S: Clone>(
                     if a.shape() != p.shape() {
                         return Err(internal("slab partials of different shapes"));
                     }
-                    Zip::from(a)
-                        .and(&p)
-                        .for_each(|x, y| *x = merge(x.clone(), y.clone()));
+                    merge_into(a, &p, merge);
                 }
             }
         } else {
@@ -565,6 +584,18 @@ fn partial_of_block<T: Element, S: Clone>(
     }
     let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
     ndarray::concatenate(Axis(0), &views).map_err(|e| internal(e.to_string()))
+}
+
+/// Merges `p` into `acc` (same shape) element by element, over their elements in row-major
+/// order.
+fn merge_into<S: Clone>(acc: &mut ArrayD<S>, p: &ArrayD<S>, merge: &dyn Fn(&mut [S], &[S])) {
+    if !acc.is_standard_layout() {
+        *acc = acc.as_standard_layout().into_owned();
+    }
+    let p = p.as_standard_layout();
+    if let (Some(a), Some(b)) = (acc.as_slice_mut(), p.as_slice()) {
+        merge(a, b);
+    }
 }
 
 /// Combines `items` with `merge`, `fan_in` at a time, until one is left.
@@ -627,7 +658,7 @@ impl<T: Numeric> Array<T> {
             Reducer {
                 name: "sum",
                 block: Arc::new(|v, axes, _| sum_block(v, axes)),
-                merge: T::num_add,
+                merge: by_element(T::num_add),
                 finish: Arc::new(Ok),
             },
         )
@@ -648,7 +679,7 @@ impl<T: Numeric> Array<T> {
                         |a, b| T::num_mul(*a, *b),
                     )
                 }),
-                merge: T::num_mul,
+                merge: by_element(T::num_mul),
                 finish: Arc::new(Ok),
             },
         )
@@ -692,7 +723,7 @@ impl<T: Numeric> Array<T> {
                         |a, b| merge(*a, *b),
                     )
                 }),
-                merge,
+                merge: by_element(merge),
                 finish: Arc::new(|s: Option<T>| Ok(s.unwrap_or_default())),
             },
         )
@@ -773,7 +804,7 @@ impl<T: Numeric> Array<T> {
                         .insert_axis(Axis(a))
                     }
                 }),
-                merge,
+                merge: by_element(merge),
                 finish: Arc::new(move |s: Option<(T, i64)>| match s {
                     Some((x, _)) if skip_nan && x.is_nan_value() => {
                         Err(format!("{name}: an all-NaN slice has no index"))
@@ -953,7 +984,7 @@ impl<T: Float> Array<T> {
             axes,
             "moments",
             Arc::new(|v, axes, _| moments_block(v, axes, false)),
-            merge_moments,
+            by_element(merge_moments),
         )?;
         let mean = self.finish_roots(
             &axes,
@@ -1010,7 +1041,7 @@ impl<T: Float> Array<T> {
                         |a, b| *a + *b,
                     )
                 }),
-                merge: |a, b| a + b,
+                merge: by_element(|a, b| a + b),
                 finish: Arc::new(Ok),
             },
         )
@@ -1031,7 +1062,7 @@ impl<T: Float> Array<T> {
                         |a, b| *a * *b,
                     )
                 }),
-                merge: |a, b| a * b,
+                merge: by_element(|a, b| a * b),
                 finish: Arc::new(Ok),
             },
         )
@@ -1084,7 +1115,7 @@ impl<T: Float> Array<T> {
             Reducer {
                 name,
                 block: Arc::new(move |v, axes, _| moments_block(v, axes, skip_nan)),
-                merge: merge_moments,
+                merge: by_element(merge_moments),
                 finish: Arc::new(move |m: Moments<T>| {
                     if mean_only {
                         return Ok(if m.n > T::zero() { m.mean } else { T::nan() });
@@ -1131,7 +1162,7 @@ impl Array<bool> {
                 block: Arc::new(|v, axes, _| {
                     fold_axes(v, axes, false, |a, &x| *a || x, |a, b| *a || *b)
                 }),
-                merge: |a, b| a || b,
+                merge: by_element(|a, b| a || b),
                 finish: Arc::new(Ok),
             },
         )
@@ -1146,7 +1177,7 @@ impl Array<bool> {
                 block: Arc::new(|v, axes, _| {
                     fold_axes(v, axes, true, |a, &x| *a && x, |a, b| *a && *b)
                 }),
-                merge: |a, b| a && b,
+                merge: by_element(|a, b| a && b),
                 finish: Arc::new(Ok),
             },
         )
