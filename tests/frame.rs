@@ -527,8 +527,11 @@ fn a_chain_of_operations_is_one_task_per_partition() {
         .filter(|l| l.starts_with("frame-agg["))
         .count();
     assert_eq!(per_partition, 4, "{labels:?}");
-    // 4 partition tasks, one combine, one task finishing the result, one stacking it.
-    assert_eq!(labels.len(), 7, "{labels:?}");
+    // 4 partition tasks, 4 bucket combines, a task per result partition, one stacking them.
+    let count = |prefix: &str| labels.iter().filter(|l| l.starts_with(prefix)).count();
+    assert_eq!(count("frame-agg-combine["), 4, "{labels:?}");
+    assert_eq!(count("frame-partition["), 4, "{labels:?}");
+    assert_eq!(labels.len(), 13, "{labels:?}");
 }
 
 /// The left rows whose keys (none null) are among the right rows' keys (`semi`), or not

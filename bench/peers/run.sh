@@ -94,6 +94,9 @@ for a in "$@"; do
     prev="$a"
 done
 log "building the onebox benchmark program (release${FEATURES:+, without frame})"
+# Built for x86-64-v3 (AVX2, FMA, BMI2), as the peers' wheels are (polars' needs AVX2; NumPy
+# dispatches at run time): RUSTFLAGS in the environment wins.
+export RUSTFLAGS="${RUSTFLAGS:--C target-cpu=x86-64-v3}"
 (cd "$ROOT" && cargo build --release --quiet "${FEATURES[@]}" --example peers --bin onebox)
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 case "$TARGET" in /*) ;; *) TARGET="$ROOT/$TARGET" ;; esac

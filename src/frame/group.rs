@@ -1,10 +1,14 @@
-//! `group_by(..).agg(..)`: partial aggregates per partition, combined exactly in a tree.
+//! `group_by(..).agg(..)`: partial aggregates per partition, combined exactly per bucket of keys.
 //!
 //! Every aggregate is split into partial columns that can be re-aggregated: a sum into a sum
 //! of sums, a mean into a sum and a count, a variance into a count, a mean and a sum of squared
 //! deviations (merged with Chan's formula), a count of distinct values into the list of each
-//! partition's distinct values (merged by union). The same combine step applies at every level of the
-//! tree, then a last step turns the partial columns into the asked-for outputs.
+//! partition's distinct values (merged by union). Each partition's partials are split by the
+//! hash of the keys into as many buckets as the frame has partitions (at most 64); bucket
+//! `j`'s task stacks bucket `j` of every partition, combines its groups (whole there) and turns
+//! the partial columns into the asked-for outputs. The buckets are the result's partitions.
+//! A group-by with many groups (as many as rows, at worst) so combines on every thread,
+//! in pieces that fit the caches, instead of in one task over every partial.
 //!
 //! An aggregate that has no such partials (a median, a quantile, a list of the values) needs
 //! every value of a group in one place: the rows are then hash-shuffled on the keys (see the
@@ -14,13 +18,10 @@ use std::sync::Arc;
 
 use polars::prelude::*;
 
-use super::shuffle::shuffle;
+use super::shuffle::{shuffle, split_by_hash};
 use super::{Frame, Part, concat_frames, polars_err, window};
 use crate::error::{Error, Result};
 use crate::graph::{Delayed, user_error};
-
-/// How many partial results one combine task merges.
-const SPLIT_EVERY: usize = 8;
 
 /// A frame grouped by key columns, waiting for [`agg`](GroupBy::agg). Made by
 /// [`Frame::group_by`].
@@ -179,9 +180,9 @@ impl GroupBy {
     /// expression). The key columns then the aggregates, named and typed as polars would name
     /// and type them, groups in no particular order (sort it to compare). When every aggregate
     /// is one of len, count, sum, mean, min, max, first, last, first/last non-null, n_unique,
-    /// var and std, the partials are combined into one partition; otherwise (median,
-    /// quantile, ...) the rows are shuffled on the keys and the result has the shuffle's
-    /// partitions.
+    /// var and std, the partials are combined per bucket of keys, one partition per bucket;
+    /// otherwise (median, quantile, ...) the rows are shuffled on the keys. Either way the
+    /// result has as many partitions as the frame (at most 64).
     pub fn agg<E: AsRef<[Expr]>>(self, aggs: E) -> Result<Frame> {
         let aggs = aggs.as_ref().to_vec();
         let GroupBy { frame, keys } = self;
@@ -216,49 +217,51 @@ impl GroupBy {
             finish.push(s.finish.clone().cast(dtype.clone()).alias(name.clone()));
         }
 
+        if frame.parts.is_empty() {
+            return Err(Error::Invalid("a frame with no partitions".into()));
+        }
         let cluster = frame.cluster.clone();
-        let mut level: Vec<Delayed<DataFrame>> = frame
+        let buckets = frame.shuffle_partitions();
+        let key_exprs = Arc::new(key_exprs);
+        // Per partition: the partial aggregates, split by the hash of the keys.
+        let splits: Vec<Delayed<Arc<Vec<DataFrame>>>> = frame
             .parts
             .iter()
             .enumerate()
             .map(|(i, p)| {
                 let (k, a) = (key_exprs.clone(), partial.clone());
-                p.then(move |lf| Ok(lf.group_by(&k).agg(&a))).task(
-                    &cluster,
-                    &format!("frame-agg[{i}]"),
-                    Ok,
-                )
+                let keys = key_exprs.clone();
+                p.then(move |lf| Ok(lf.group_by(k.as_slice()).agg(&a)))
+                    .task(&cluster, &format!("frame-agg[{i}]"), move |df| {
+                        Ok(Arc::new(split_by_hash(&df, &keys, buckets)?))
+                    })
             })
             .collect();
-        window(&cluster, &level);
-        let combine_step = {
-            let (k, c) = (key_exprs.clone(), combine.clone());
-            move |dfs: Vec<DataFrame>| -> std::result::Result<DataFrame, crate::error::BoxError> {
-                Ok(concat_frames(dfs)?
-                    .lazy()
-                    .group_by(&k)
-                    .agg(c.as_slice())
-                    .collect()?)
-            }
-        };
-        while level.len() > 1 {
-            let mut next = Vec::with_capacity(level.len().div_ceil(SPLIT_EVERY));
-            let mut it = level.into_iter().peekable();
-            while it.peek().is_some() {
-                let chunk: Vec<_> = it.by_ref().take(SPLIT_EVERY).collect();
-                let step = combine_step.clone();
-                next.push(
-                    Delayed::combine(&cluster, chunk, move |dfs| step(dfs).map_err(user_error))
-                        .label("frame-agg-combine"),
-                );
-            }
-            level = next;
-        }
-        let last = level
-            .pop()
-            .ok_or_else(|| Error::Invalid("a frame with no partitions".into()))?;
-        let part = Part::from_task(last).then(move |lf| Ok(lf.select(&finish)));
-        Ok(Frame::new(&cluster, vec![part], out_schema))
+        window(&cluster, &splits);
+        // Per bucket: its share of every partition's partials, combined; every group is whole
+        // in one bucket.
+        let finish = Arc::new(finish);
+        let parts = (0..buckets)
+            .map(|j| {
+                let (k, c, f) = (key_exprs.clone(), combine.clone(), finish.clone());
+                let task = Delayed::combine(&cluster, splits.clone(), move |all| {
+                    let dfs: Vec<DataFrame> = all.iter().map(|s| s[j].clone()).collect();
+                    Ok(concat_frames(dfs)
+                        .and_then(|df| {
+                            Ok(df
+                                .lazy()
+                                .group_by(k.as_slice())
+                                .agg(c.as_slice())
+                                .select(f.as_slice())
+                                .collect()?)
+                        })
+                        .map_err(user_error)?)
+                })
+                .label(&format!("frame-agg-combine[{j}]"));
+                Part::from_task(task)
+            })
+            .collect();
+        Ok(Frame::new(&cluster, parts, out_schema))
     }
 }
 

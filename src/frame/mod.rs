@@ -13,7 +13,9 @@
 //!   is pushed into the reader, unused columns are never parsed).
 //! - **Cross-partition** operations make the task graph:
 //!   [`group_by(..).agg(..)`](Frame::group_by) aggregates each partition into partial results
-//!   (a sum and a count for a mean, ...) and combines them exactly in one more task;
+//!   (a sum and a count for a mean, ...), splits them by the hash of the keys into buckets in
+//!   memory, and combines each bucket exactly in one more task (a group is whole in one
+//!   bucket, so the combines run side by side, whatever the number of groups);
 //!   [`value_counts`](Frame::value_counts) is such a group-by;
 //!   [`sort`](Frame::sort) gathers the rows into one sorted partition;
 //!   [`repartition`](Frame::repartition) stacks or cuts partitions, keeping the order;
@@ -26,9 +28,9 @@
 //!   one partition is broadcast to every left partition instead).
 //!
 //! ```text
-//!  partition 0: scan ─ filter ─ with_columns ─ partial agg ─┐
-//!  partition 1: scan ─ filter ─ with_columns ─ partial agg ─┼─ combine ─▶ result
-//!  partition 2: scan ─ filter ─ with_columns ─ partial agg ─┘
+//!  partition 0: scan ─ filter ─ with_columns ─ partial agg ─ split ┐ ┌─ combine bucket 0 ─▶
+//!  partition 1: scan ─ filter ─ with_columns ─ partial agg ─ split ┼─┼─ combine bucket 1 ─▶
+//!  partition 2: scan ─ filter ─ with_columns ─ partial agg ─ split ┘ └─ combine bucket 2 ─▶
 //!          (one task per partition: one polars query)
 //! ```
 //!
@@ -98,13 +100,14 @@
 //!
 //! ## Threads
 //!
-//! Partition queries run inside the cluster's tasks, on its threads: the partitions give the
-//! parallelism. polars has a thread pool of its own; unless `POLARS_MAX_THREADS` is already
-//! set, the first frame sets it to 1 before polars starts that pool, so polars adds one thread
-//! to the cluster's, not one per core. Some polars kernels hand their work to that pool even
-//! when called from a task, so those parts of the partition queries take turns on polars' one
-//! thread. Setting `POLARS_MAX_THREADS` to the number of cores lets them spread out, at the
-//! cost of up to twice as many busy threads as cores.
+//! Partition queries are the cluster's tasks: the partitions give the parallelism. polars
+//! runs a query's operators on threads of its own (its executor and its pool), and the
+//! task's thread waits for them. Unless `POLARS_MAX_THREADS` is already set, the first frame
+//! sizes polars' threads to the cluster's thread count before polars starts them: the tasks
+//! of a stage (at most that many at once, see below) share them, so the cores are busy with
+//! as many threads as there are cores, not twice as many. With one polars thread for a
+//! two-thread cluster the two partition queries would take turns on it (q1 and q10 of the
+//! db-benchmark group-by ran 1.5 to 1.7x slower so).
 //!
 //! A task's thread waiting for polars' pool does not sit idle: it runs other queued tasks
 //! (that is how rayon waits). Left alone it would start every ready partition of a stage, one
@@ -236,15 +239,16 @@ impl Part {
     }
 }
 
-/// Sets `POLARS_MAX_THREADS` to 1 unless the user set it, before polars starts its pool.
-fn limit_polars_threads() {
+/// Sets `POLARS_MAX_THREADS` to `threads` unless the user set it, before polars starts its
+/// threads (the first frame's cluster decides).
+fn size_polars_threads(threads: usize) {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         if std::env::var_os("POLARS_MAX_THREADS").is_none() {
             // SAFETY: runs once, when the first frame is made, before any frame task exists.
             // Readers through `std::env` take the same lock as `set_var`; onebox has no C code
             // calling `getenv` while a frame is being made.
-            unsafe { std::env::set_var("POLARS_MAX_THREADS", "1") };
+            unsafe { std::env::set_var("POLARS_MAX_THREADS", threads.max(1).to_string()) };
         }
     });
 }
@@ -285,7 +289,7 @@ pub struct Frame {
 
 impl Frame {
     fn new(cluster: &Cluster, parts: Vec<Part>, schema: SchemaRef) -> Self {
-        limit_polars_threads();
+        size_polars_threads(cluster.threads());
         Frame {
             cluster: cluster.clone(),
             parts,
@@ -384,7 +388,7 @@ impl Frame {
         I: IntoIterator<Item = P>,
         P: AsRef<str>,
     {
-        limit_polars_threads();
+        size_polars_threads(cluster.threads());
         let files = expand(paths)?;
         let mut schema: Option<(String, SchemaRef)> = None;
         let mut parts = Vec::with_capacity(files.len());

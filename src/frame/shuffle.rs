@@ -111,7 +111,7 @@ fn read_bucket(
 }
 
 /// `df`'s rows split by the hash of the `keys` columns into `n` frames (row order kept).
-fn split_by_hash(
+pub(super) fn split_by_hash(
     df: &DataFrame,
     keys: &[Expr],
     n: usize,
