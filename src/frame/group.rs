@@ -19,7 +19,7 @@ use std::sync::Arc;
 use polars::prelude::*;
 
 use super::shuffle::{shuffle, split_by_hash};
-use super::{Frame, Part, concat_frames, polars_err, window};
+use super::{Frame, Part, concat_frames, polars_err, run_query, window};
 use crate::error::{Error, Result};
 use crate::graph::{Delayed, user_error};
 
@@ -248,12 +248,12 @@ impl GroupBy {
                     let dfs: Vec<DataFrame> = all.iter().map(|s| s[j].clone()).collect();
                     Ok(concat_frames(dfs)
                         .and_then(|df| {
-                            Ok(df
-                                .lazy()
-                                .group_by(k.as_slice())
-                                .agg(c.as_slice())
-                                .select(f.as_slice())
-                                .collect()?)
+                            Ok(run_query(
+                                df.lazy()
+                                    .group_by(k.as_slice())
+                                    .agg(c.as_slice())
+                                    .select(f.as_slice()),
+                            )?)
                         })
                         .map_err(user_error)?)
                 })

