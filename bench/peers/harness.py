@@ -35,7 +35,7 @@ from _plan import Ctx  # noqa: E402
 
 # The workload modules, in report order. A new workload: add its module here (and its
 # onebox side to WORKLOADS in onebox_bench.rs).
-WORKLOADS = ["w1_scheduler", "w1d_pool_map", "w2_startup", "w3_wordcount", "w4_arrays", "w5_frames", "w6_jobs", "w9_train"]
+WORKLOADS = ["w1_scheduler", "w1d_pool_map", "w2_startup", "w3_wordcount", "w4_arrays", "w5_frames", "w5j_joins", "w6_jobs", "w9_train"]
 
 BEGIN, END = "<!-- peers:begin -->", "<!-- peers:end -->"
 

@@ -34,6 +34,9 @@ mod w4;
 #[cfg(feature = "frame")]
 #[path = "onebox_w5.rs"]
 mod w5;
+#[cfg(feature = "frame")]
+#[path = "onebox_w5j.rs"]
+mod w5j;
 
 type Outcome = std::result::Result<(), Box<dyn std::error::Error>>;
 
@@ -97,6 +100,12 @@ const WORKLOADS: &[Workload] = &[
         about: "db-benchmark group-by q1 q2 q3 q5 q10 on a Frame of the 8 Parquet files in \
                 $ONEBOX_W5_DATA (SIZE rows); needs the `frame` feature",
         run: w5_frames,
+    },
+    Workload {
+        name: "W5J",
+        about: "db-benchmark join q1 to q5 on Frames of the Parquet files in $ONEBOX_W5J_DATA \
+                (SIZE left rows); needs the `frame` feature",
+        run: w5_joins,
     },
     Workload {
         name: "W9",
@@ -199,6 +208,16 @@ fn w5_frames(b: &Bench) -> Outcome {
 #[cfg(not(feature = "frame"))]
 fn w5_frames(_: &Bench) -> Outcome {
     Err("W5 needs the `frame` feature: build the peers example with default features".into())
+}
+
+#[cfg(feature = "frame")]
+fn w5_joins(b: &Bench) -> Outcome {
+    w5j::run(b)
+}
+
+#[cfg(not(feature = "frame"))]
+fn w5_joins(_: &Bench) -> Outcome {
+    Err("W5J needs the `frame` feature: build the peers example with default features".into())
 }
 
 /// The benchmarks' unit of work: as small as a task can be.

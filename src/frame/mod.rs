@@ -275,7 +275,9 @@ fn polars_err(e: PolarsError) -> Error {
     Error::Invalid(e.to_string())
 }
 
-/// Stacks partitions vertically (their schemas must agree).
+/// Stacks partitions vertically (their schemas must agree). Each partition's columns stay
+/// chunks of the result's, as polars' own multi-file scans leave them: no row is copied
+/// (copying every row into one buffer took a quarter of a 9-million-row join's time).
 fn concat_frames(mut dfs: Vec<DataFrame>) -> std::result::Result<DataFrame, BoxError> {
     if dfs.is_empty() {
         return Ok(DataFrame::empty());
@@ -284,7 +286,6 @@ fn concat_frames(mut dfs: Vec<DataFrame>) -> std::result::Result<DataFrame, BoxE
     for df in &dfs {
         out.vstack_mut(df)?;
     }
-    out.rechunk_mut();
     Ok(out)
 }
 
