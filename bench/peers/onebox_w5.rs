@@ -74,6 +74,20 @@ fn matches(df: &DataFrame, want: &Value) -> std::result::Result<bool, Box<dyn st
     Ok(true)
 }
 
+/// A repetition of question `q` (W5 or W5J): `seconds` over the data set's rows (from its
+/// `manifest`), with `info` for the notes.
+pub(super) fn question_rep<'a>(q: &'a str, manifest: &Value, seconds: f64, info: Value) -> Rep<'a> {
+    Rep {
+        case: q,
+        system: "onebox Frame",
+        count: manifest["rows"].as_u64().unwrap_or(0) as usize,
+        unit: "row",
+        seconds,
+        phases: json!({}),
+        info,
+    }
+}
+
 pub(super) fn run(b: &Bench) -> Outcome {
     let dir = PathBuf::from(std::env::var("ONEBOX_W5_DATA").map_err(
         |_| "W5 needs $ONEBOX_W5_DATA (run it through `w5_frames.py with-data ROWS -- ...`)",
@@ -90,8 +104,7 @@ pub(super) fn run(b: &Bench) -> Outcome {
             .iter()
             .map(|&(name, source, how)| aggregation(name, source, how))
             .collect();
-        for i in 0..b.warmup + b.reps {
-            let warmup = i < b.warmup;
+        b.repeat(|| {
             let t0 = Instant::now();
             let df = Frame::scan_parquet(&cluster, &files)?
                 .group_by(keys)
@@ -101,20 +114,9 @@ pub(super) fn run(b: &Bench) -> Outcome {
             check(matches(&df, want)?, || {
                 format!("W5 {q}: the answer's checksum differs from the manifest's {want}")
             })?;
-            b.emit(
-                &Rep {
-                    case: q,
-                    system: "onebox Frame",
-                    count: manifest["rows"].as_u64().unwrap_or(0) as usize,
-                    unit: "row",
-                    seconds,
-                    phases: json!({}),
-                    info: json!({"groups": df.height(), "partitions": files.len()}),
-                },
-                if warmup { i + 1 } else { i - b.warmup + 1 },
-                warmup,
-            );
-        }
+            let info = json!({"groups": df.height(), "partitions": files.len()});
+            Ok(question_rep(q, &manifest, seconds, info))
+        })?;
     }
     Ok(())
 }

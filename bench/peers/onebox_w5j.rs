@@ -14,7 +14,8 @@ use onebox::frame::polars::prelude::*;
 use onebox::frame::{Frame, JoinHow};
 use serde_json::{Value, json};
 
-use super::{Bench, Outcome, Rep, check};
+use super::w5::question_rep;
+use super::{Bench, Outcome, check};
 
 /// The questions: name, right table, key, how.
 const QUESTIONS: &[(&str, &str, &str, JoinHow)] = &[
@@ -71,8 +72,7 @@ pub(super) fn run(b: &Bench) -> Outcome {
     for &(q, table, key, how) in QUESTIONS {
         let want = &manifest["checksums"][q];
         let right_files = files(&dir, table)?;
-        for i in 0..b.warmup + b.reps {
-            let warmup = i < b.warmup;
+        b.repeat(|| {
             let t0 = Instant::now();
             let x = Frame::scan_parquet(&cluster, &x_files)?;
             let right = Frame::scan_parquet(&cluster, &right_files)?;
@@ -81,20 +81,9 @@ pub(super) fn run(b: &Bench) -> Outcome {
             check(matches(&df, want)?, || {
                 format!("W5J {q}: the answer's checksum differs from the manifest's {want}")
             })?;
-            b.emit(
-                &Rep {
-                    case: q,
-                    system: "onebox Frame",
-                    count: manifest["rows"].as_u64().unwrap_or(0) as usize,
-                    unit: "row",
-                    seconds,
-                    phases: json!({}),
-                    info: json!({"rows out": df.height(), "right partitions": right_files.len()}),
-                },
-                if warmup { i + 1 } else { i - b.warmup + 1 },
-                warmup,
-            );
-        }
+            let info = json!({"rows out": df.height(), "right partitions": right_files.len()});
+            Ok(question_rep(q, &manifest, seconds, info))
+        })?;
     }
     Ok(())
 }

@@ -23,16 +23,12 @@ no lazy scan: it loads the files once, untimed, and answers in memory.
 """
 import glob
 import json
-import math
 import os
-import subprocess
 import sys
-import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _peer  # noqa: E402
-from _plan import Case  # noqa: E402
+import _tables  # noqa: E402
 
 K = 100
 PARTS = 8
@@ -51,9 +47,7 @@ DESC = {"q1": "sum v1 by id1", "q2": "sum v1 by id1:id2", "q3": "sum v1, mean v3
 
 
 def data_dir(rows):
-    root = os.environ.get("ONEBOX_BENCH_CACHE") or os.path.join(tempfile.gettempdir(),
-                                                                  "onebox-bench-cache")
-    return os.path.join(root, f"w5-G1-{rows}-{K}")
+    return _tables.cache_dir(f"w5-G1-{rows}-{K}")
 
 
 def files_of(d):
@@ -67,19 +61,6 @@ def checksum(q, df):
         v = df[name].sum()
         out[name] = float(v) if df[name].dtype.is_float() else int(v)
     return out
-
-
-def same(got, want):
-    for k, w in want.items():
-        g = got.get(k)
-        if g is None:
-            return False
-        if isinstance(w, float):
-            if not math.isclose(float(g), w, rel_tol=1e-9, abs_tol=1e-9):
-                return False
-        elif int(g) != w:
-            return False
-    return True
 
 
 def polars_query(q, lf):
@@ -121,32 +102,14 @@ def generate(d, rows):
 
 
 def ensure_data(rows):
-    d = data_dir(rows)
-    try:
-        with open(os.path.join(d, "MANIFEST.json")) as f:
-            manifest = json.load(f)
-        if manifest.get("rows") == rows and len(files_of(d)) == PARTS:
-            return d, manifest
-    except (OSError, ValueError):
-        pass
-    return d, generate(d, rows)
+    return _tables.ensure(data_dir(rows), rows, lambda d: len(files_of(d)) == PARTS, generate)
 
 
 def _questions(args, system, answer):
-    """Warm-up and timed repetitions of every question; `answer(q)` returns a polars frame."""
-    d, manifest = ensure_data(args.size)
-    for q in QUESTIONS:
-        for i in range(args.warmup + args.reps):
-            warm = i < args.warmup
-            t0 = time.perf_counter()
-            res = answer(q, d)
-            seconds = time.perf_counter() - t0
-            got = checksum(q, res)
-            _peer.check(same(got, manifest["checksums"][q]),
-                        f"W5 {q} on {system}: {got} != {manifest['checksums'][q]}")
-            yield dict(case=q, system=system, count=args.size, unit="row", seconds=seconds,
-                       rep=(i + 1) if warm else (i - args.warmup + 1), warmup=warm,
-                       phases={}, info={"groups": got["groups"]})
+    """Warm-up and timed repetitions of every question; `answer(q, d)` returns a polars
+    frame."""
+    yield from _tables.questions(args, "W5", system, ensure_data, answer, checksum,
+                                 lambda got: {"groups": got["groups"]})
 
 
 @_peer.own_loop
@@ -208,10 +171,7 @@ CASES = {"polars": case_polars, "duckdb": case_duckdb, "pandas": case_pandas, "d
 def with_data(argv):
     """`with-data SIZE -- COMMAND...`: makes the data, then runs COMMAND with
     $ONEBOX_W5_DATA naming its directory."""
-    rows = int(argv[0])
-    cmd = argv[argv.index("--") + 1:]
-    d, _ = ensure_data(rows)
-    return subprocess.run(cmd, env=dict(os.environ, ONEBOX_W5_DATA=d)).returncode
+    return _tables.with_data(argv, ensure_data, "ONEBOX_W5_DATA")
 
 
 # Commands of this script that are not a measured case (the harness's tests know them).
@@ -219,25 +179,9 @@ RUNNERS = {"with-data": with_data}
 
 
 def plan(ctx):
-    me = "w5_frames.py"
-    rows = 1_000_000 if ctx.quick else 10_000_000
-    cases = []
-    for q in QUESTIONS:
-        case = Case("W5", f"db-benchmark G1 {q} ({DESC[q]}), {rows:,} rows in {PARTS} Parquet "
-                          "files", "row")
-        ob = ctx.onebox("W5", rows, f"onebox Frame ({ctx.threads} threads)", reps=5,
-                        timeout=900, select=q)
-        ob.argv = [ctx.python, os.path.join(_peer.HERE, me), "with-data", str(rows), "--"] \
-            + ob.argv
-        case.runs.append(ob)
-        for name, system in (("polars", f"polars lazy ({ctx.threads} threads)"),
-                             ("duckdb", f"duckdb ({ctx.threads} threads)"),
-                             ("pandas", "pandas (in memory, 1 thread)"),
-                             ("dask", f"dask.dataframe threads ({ctx.threads})")):
-            case.runs.append(ctx.peer(me, name, rows, system, reps=5 if name != "dask" else 3,
-                                      timeout=900, select=q))
-        cases.append(case)
-    return cases
+    return _tables.plan(ctx, "w5_frames.py", "W5", QUESTIONS,
+                        lambda q, rows: f"db-benchmark G1 {q} ({DESC[q]}), {rows:,} rows in "
+                                        f"{PARTS} Parquet files")
 
 
 if __name__ == "__main__":

@@ -29,15 +29,11 @@ once, untimed, and answers in memory.
 import glob
 import json
 import os
-import subprocess
 import sys
-import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _peer  # noqa: E402
-from _plan import Case  # noqa: E402
-from w5_frames import same  # noqa: E402
+import _tables  # noqa: E402
 
 PARTS = 8
 SEED = 108
@@ -51,9 +47,7 @@ DESC = {"q1": "small inner on int", "q2": "medium inner on int", "q3": "medium l
 
 
 def data_dir(rows):
-    root = os.environ.get("ONEBOX_BENCH_CACHE") or os.path.join(tempfile.gettempdir(),
-                                                                  "onebox-bench-cache")
-    return os.path.join(root, f"w5j-J1-{rows}")
+    return _tables.cache_dir(f"w5j-J1-{rows}")
 
 
 def files(d, table):
@@ -61,7 +55,7 @@ def files(d, table):
     return sorted(glob.glob(os.path.join(d, f"{table}-*.parquet")))
 
 
-def checksum(df):
+def checksum(_q, df):
     """{"rows": rows, "v1": sum, "v2": sum} of a polars join result."""
     return {"rows": df.height, "v1": float(df["v1"].sum()), "v2": float(df["v2"].sum())}
 
@@ -111,7 +105,7 @@ def generate(d, rows):
     small.write_parquet(os.path.join(d, "small-0.parquet"))
     medium.write_parquet(os.path.join(d, "medium-0.parquet"))
     tables = {"small": small, "medium": medium, "big": big}
-    sums = {q: checksum(polars_join(q, x.lazy(), tables[SPEC[q][0]].lazy()).collect())
+    sums = {q: checksum(q, polars_join(q, x.lazy(), tables[SPEC[q][0]].lazy()).collect())
             for q in QUESTIONS}
     manifest = {"rows": rows, "seed": SEED, "files": PARTS, "checksums": sums}
     with open(os.path.join(d, "MANIFEST.json"), "w") as f:
@@ -120,33 +114,14 @@ def generate(d, rows):
 
 
 def ensure_data(rows):
-    d = data_dir(rows)
-    try:
-        with open(os.path.join(d, "MANIFEST.json")) as f:
-            manifest = json.load(f)
-        if manifest.get("rows") == rows and len(files(d, "x")) == PARTS:
-            return d, manifest
-    except (OSError, ValueError):
-        pass
-    return d, generate(d, rows)
+    return _tables.ensure(data_dir(rows), rows, lambda d: len(files(d, "x")) == PARTS, generate)
 
 
 def _questions(args, system, answer):
     """Warm-up and timed repetitions of every question; `answer(q, d)` returns a polars
     frame."""
-    d, manifest = ensure_data(args.size)
-    for q in QUESTIONS:
-        for i in range(args.warmup + args.reps):
-            warm = i < args.warmup
-            t0 = time.perf_counter()
-            res = answer(q, d)
-            seconds = time.perf_counter() - t0
-            got = checksum(res)
-            _peer.check(same(got, manifest["checksums"][q]),
-                        f"W5J {q} on {system}: {got} != {manifest['checksums'][q]}")
-            yield dict(case=q, system=system, count=args.size, unit="row", seconds=seconds,
-                       rep=(i + 1) if warm else (i - args.warmup + 1), warmup=warm,
-                       phases={}, info={"rows out": got["rows"]})
+    yield from _tables.questions(args, "W5J", system, ensure_data, answer, checksum,
+                                 lambda got: {"rows out": got["rows"]})
 
 
 @_peer.own_loop
@@ -212,10 +187,7 @@ CASES = {"polars": case_polars, "duckdb": case_duckdb, "pandas": case_pandas, "d
 def with_data(argv):
     """`with-data SIZE -- COMMAND...`: makes the data, then runs COMMAND with
     $ONEBOX_W5J_DATA naming its directory."""
-    rows = int(argv[0])
-    cmd = argv[argv.index("--") + 1:]
-    d, _ = ensure_data(rows)
-    return subprocess.run(cmd, env=dict(os.environ, ONEBOX_W5J_DATA=d)).returncode
+    return _tables.with_data(argv, ensure_data, "ONEBOX_W5J_DATA")
 
 
 # Commands of this script that are not a measured case (the harness's tests know them).
@@ -223,25 +195,9 @@ RUNNERS = {"with-data": with_data}
 
 
 def plan(ctx):
-    me = "w5j_joins.py"
-    rows = 1_000_000 if ctx.quick else 10_000_000
-    cases = []
-    for q in QUESTIONS:
-        case = Case("W5J", f"db-benchmark J1 {q} ({DESC[q]}), {rows:,} left rows in {PARTS} "
-                           "Parquet files", "row")
-        ob = ctx.onebox("W5J", rows, f"onebox Frame ({ctx.threads} threads)", reps=5,
-                        timeout=900, select=q)
-        ob.argv = [ctx.python, os.path.join(_peer.HERE, me), "with-data", str(rows), "--"] \
-            + ob.argv
-        case.runs.append(ob)
-        for name, system in (("polars", f"polars lazy ({ctx.threads} threads)"),
-                             ("duckdb", f"duckdb ({ctx.threads} threads)"),
-                             ("pandas", "pandas (in memory, 1 thread)"),
-                             ("dask", f"dask.dataframe threads ({ctx.threads})")):
-            case.runs.append(ctx.peer(me, name, rows, system, reps=5 if name != "dask" else 3,
-                                      timeout=900, select=q))
-        cases.append(case)
-    return cases
+    return _tables.plan(ctx, "w5j_joins.py", "W5J", QUESTIONS,
+                        lambda q, rows: f"db-benchmark J1 {q} ({DESC[q]}), {rows:,} left rows "
+                                        f"in {PARTS} Parquet files")
 
 
 if __name__ == "__main__":

@@ -246,7 +246,7 @@ impl GroupBy {
                 let (k, c, f) = (key_exprs.clone(), combine.clone(), finish.clone());
                 let task = Delayed::combine(&cluster, splits.clone(), move |all| {
                     let dfs: Vec<DataFrame> = all.iter().map(|s| s[j].clone()).collect();
-                    Ok(concat_frames(dfs)
+                    concat_frames(dfs)
                         .and_then(|df| {
                             Ok(run_query(
                                 df.lazy()
@@ -255,7 +255,7 @@ impl GroupBy {
                                     .select(f.as_slice()),
                             )?)
                         })
-                        .map_err(user_error)?)
+                        .map_err(user_error)
                 })
                 .label(&format!("frame-agg-combine[{j}]"));
                 Part::from_task(task)
