@@ -356,7 +356,9 @@ def render(report):
         "## Peers, side by side",
         "",
         f"Measured {report['started']} to {report['ended']} (UTC) with "
-        f"`{report['command']}`, onebox {report['onebox_rev']}.",
+        f"`{report['command']}`, onebox {report['onebox_rev']}"
+        + (f" built with `RUSTFLAGS='{report['rustflags']}'`" if report.get("rustflags") else "")
+        + ".",
         "",
         f"| machine | CPU | cores | memory | GPU | load avg (1/5/15 min) at start | at end |",
         "|---|---|---|---|---|---|---|",
@@ -491,6 +493,7 @@ def main(argv=None):
                                                           else argv))
     report = {"started": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
               "machine": machine(), "loadavg_start": loadavg(), "onebox_rev": git_rev(),
+              "rustflags": os.environ.get("RUSTFLAGS", ""),
               "threads": args.threads, "quick": args.quick, "command": command}
     report["cases"] = run_plan(cases, log=lambda s: print(s, file=sys.stderr, flush=True),
                                quiet_wait=args.quiet_wait)
