@@ -323,8 +323,58 @@ fn joins_and_sort_match_polars() {
     }
     let want = sorted(df.clone(), &["k", "y"]);
     for f in partitionings(&c, &df) {
-        assert_same(&f.sort(["k", "y"], false).compute().unwrap(), &want);
+        assert_same(
+            &f.sort(["k", "y"], false).unwrap().compute().unwrap(),
+            &want,
+        );
     }
+}
+
+/// A sort by range partitioning gives polars' sort of the whole frame (so its partitions come
+/// in order): strings, integers, floats with NaN, nulls, ascending and descending, equal keys
+/// in their original order, on every partitioning.
+#[test]
+fn sorts_range_partitioned_like_polars() {
+    let c = cluster();
+    let df = data(300);
+    for (by, descending) in [
+        (vec!["k", "y"], false),
+        (vec!["k"], true),
+        (vec!["x"], false),
+        (vec!["x", "y"], true),
+        (vec!["g"], false),
+        (vec!["y"], true),
+    ] {
+        let want = df
+            .clone()
+            .lazy()
+            .sort(
+                by.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+                SortMultipleOptions::default()
+                    .with_order_descending(descending)
+                    .with_nulls_last(true)
+                    .with_maintain_order(true),
+            )
+            .collect()
+            .unwrap();
+        for f in partitionings(&c, &df) {
+            let n = f.npartitions();
+            let s = f.sort(by.clone(), descending).unwrap();
+            // as many ranges as distinct boundaries were found, at most the frame's partitions
+            assert!(s.npartitions() <= n.clamp(1, 64), "{by:?}");
+            if n == 3 && by == ["y"] {
+                // unique keys: three ranges
+                assert_eq!(s.npartitions(), 3);
+            }
+            assert_same(&s.compute().unwrap(), &want);
+        }
+    }
+    let err = Frame::from_dataframe(&c, df, 3)
+        .unwrap()
+        .sort(["nope"], false)
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("nope"), "{err}");
 }
 
 #[test]

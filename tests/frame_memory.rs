@@ -91,6 +91,7 @@ fn run(
         .agg([len().alias("n"), col("s").sum().alias("sum")])
         .unwrap()
         .sort(["g"], false)
+        .unwrap()
         .compute()
         .unwrap();
     let files: usize = shuffle_dirs()

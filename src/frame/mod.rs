@@ -17,7 +17,8 @@
 //!   memory, and combines each bucket exactly in one more task (a group is whole in one
 //!   bucket, so the combines run side by side, whatever the number of groups);
 //!   [`value_counts`](Frame::value_counts) is such a group-by;
-//!   [`sort`](Frame::sort) gathers the rows into one sorted partition;
+//!   [`sort`](Frame::sort) samples the first key's ranges, shuffles every row to its range
+//!   and sorts each range: the partitions come in order;
 //!   [`repartition`](Frame::repartition) stacks or cuts partitions, keeping the order;
 //!   [`describe`](Frame::describe) summarizes the numeric columns.
 //! - **Shuffles** move every row to the partition the hash of its key picks, through
@@ -53,7 +54,7 @@
 //!     .filter(col("sales").gt(lit(1)))?                        // fused into one task
 //!     .group_by(["shop"])
 //!     .agg([col("sales").sum().alias("total"), len().alias("n")])?
-//!     .sort(["shop"], false)
+//!     .sort(["shop"], false)?                                  // partitions in order
 //!     .compute()?;
 //! let total = totals.column("total").and_then(|c| c.i64().map(|c| c.to_vec()));
 //! assert_eq!(total.map_err(|e| Error::Invalid(e.to_string()))?, [Some(3), Some(2), Some(4)]);
@@ -130,6 +131,7 @@ mod describe;
 mod group;
 mod join;
 mod shuffle;
+mod sort;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Once};
@@ -634,28 +636,6 @@ impl Frame {
             concat_frames(dfs).map_err(crate::graph::user_error)
         })
         .label("frame-gather")
-    }
-
-    /// Sorts by the named columns (nulls last), into one partition. The rows are gathered in
-    /// one task: the result must fit in memory.
-    pub fn sort<I, S>(self, by: I, descending: bool) -> Frame
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<str>,
-    {
-        let by: Vec<PlSmallStr> = by.into_iter().map(|s| s.as_ref().into()).collect();
-        let all = self.gathered();
-        let schema = self.schema.clone();
-        let part = Part::from_task(all).then(move |lf| {
-            Ok(lf.sort(
-                by.clone(),
-                SortMultipleOptions::default()
-                    .with_order_descending(descending)
-                    .with_nulls_last(true)
-                    .with_maintain_order(true),
-            ))
-        });
-        Frame::new(&self.cluster, vec![part], schema)
     }
 
     /// Writes every partition to `dir/part-NNNNN.parquet` (the directory is created), each

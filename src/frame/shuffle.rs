@@ -128,11 +128,41 @@ pub(super) fn split_by_hash(
     for c in cols {
         c.vec_hash_combine(state.clone(), &mut hashes)?;
     }
+    // The high bits: foldhash mixes them best.
+    let buckets = hashes
+        .iter()
+        .map(|h| ((u128::from(*h) * n as u128) >> 64) as usize);
+    take_buckets(df, buckets, n)
+}
+
+/// `df`'s rows split by the bucket number `bucket` (an expression giving a `u32` in `0..n` for
+/// every row) into `n` frames (row order kept).
+fn split_by_bucket(
+    df: &DataFrame,
+    bucket: &Expr,
+    n: usize,
+) -> std::result::Result<Vec<DataFrame>, BoxError> {
+    let ids = df
+        .clone()
+        .lazy()
+        .select([bucket.clone().cast(DataType::UInt32).alias("bucket")])
+        .collect()?;
+    let ids = ids.column("bucket")?.u32()?.clone();
+    if ids.null_count() > 0 || ids.max().is_some_and(|m| m as usize >= n) {
+        return Err("a row's bucket is missing or out of range".into());
+    }
+    take_buckets(df, ids.into_no_null_iter().map(|b| b as usize), n)
+}
+
+/// `df`'s rows in `n` frames, row `i` in frame `buckets[i]` (row order kept).
+fn take_buckets(
+    df: &DataFrame,
+    buckets: impl Iterator<Item = usize>,
+    n: usize,
+) -> std::result::Result<Vec<DataFrame>, BoxError> {
     let mut idx: Vec<Vec<IdxSize>> = vec![Vec::new(); n];
-    for (row, h) in hashes.iter().enumerate() {
-        // The high bits: foldhash mixes them best.
-        let bucket = ((u128::from(*h) * n as u128) >> 64) as usize;
-        idx[bucket].push(row as IdxSize);
+    for (row, b) in buckets.enumerate() {
+        idx[b].push(row as IdxSize);
     }
     Ok(idx
         .into_iter()
@@ -140,27 +170,43 @@ pub(super) fn split_by_hash(
         .collect::<PolarsResult<_>>()?)
 }
 
+/// How a shuffle picks each row's output partition.
+pub(super) enum Route {
+    /// By the hash of these key expressions.
+    Hash(Vec<Expr>),
+    /// By this expression's value, the partition number itself.
+    Bucket(Expr),
+}
+
 /// Shuffles `frame` into `n` partitions by the hash of `keys` (expressions over its columns:
 /// two frames shuffled by keys of the same types agree on where every key goes).
 pub(super) fn shuffle(frame: &Frame, keys: Vec<Expr>, n: usize, what: &str) -> Result<Buckets> {
+    shuffle_by(frame, Route::Hash(keys), n, what)
+}
+
+/// Shuffles `frame` into `n` partitions as `route` says.
+pub(super) fn shuffle_by(frame: &Frame, route: Route, n: usize, what: &str) -> Result<Buckets> {
     let dir = tempfile::Builder::new()
         .prefix("onebox-frame-shuffle-")
         .tempdir()
         .map_err(|e| Error::io(std::env::temp_dir(), e))?;
     let dir = Arc::new(dir);
-    let keys = Arc::new(keys);
+    let route = Arc::new(route);
     let present = Arc::new(Mutex::new(vec![vec![false; n]; frame.parts.len()]));
     let writes: Vec<Delayed<()>> = frame
         .parts
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            let (dir, keys, present) = (dir.clone(), keys.clone(), present.clone());
+            let (dir, route, present) = (dir.clone(), route.clone(), present.clone());
             p.task(
                 &frame.cluster,
                 &format!("frame-{what}-write[{i}]"),
                 move |df| {
-                    let buckets = split_by_hash(&df, &keys, n)?;
+                    let buckets = match &*route {
+                        Route::Hash(keys) => split_by_hash(&df, keys, n)?,
+                        Route::Bucket(bucket) => split_by_bucket(&df, bucket, n)?,
+                    };
                     drop(df);
                     let mut wrote = vec![false; n];
                     for (j, mut bucket) in buckets.into_iter().enumerate() {
@@ -356,7 +402,7 @@ impl Frame {
         }
         let counts = self.group_by([column]).agg([len().alias("count")])?;
         Ok(if sort {
-            counts.sort(["count"], true)
+            counts.sort_gathered(vec!["count".into()], true)
         } else {
             counts
         })
