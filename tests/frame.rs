@@ -1110,3 +1110,76 @@ fn a_stage_has_at_most_threads_partitions_in_flight() {
         "{seen} partitions in flight on 2 threads"
     );
 }
+
+/// A hive-partitioned directory scans as one frame whose path columns (`year=..`, `city=..`)
+/// come after the files' own, typed from their values (null for Hive's default partition);
+/// files whose paths name different columns are an error naming the file.
+#[test]
+fn scans_hive_partitioned_directories() {
+    let c = cluster();
+    let root = tempfile::tempdir().unwrap();
+    let df = data(60);
+    let dirs = [
+        ("year=2024", "city=Lisboa"),
+        ("year=2024", "city=S%C3%A3o%20Paulo"),
+        ("year=2025", "city=__HIVE_DEFAULT_PARTITION__"),
+    ];
+    let mut want = Vec::new();
+    for (i, (y, city)) in dirs.iter().enumerate() {
+        let d = root.path().join(y).join(city);
+        std::fs::create_dir_all(&d).unwrap();
+        let mut part = df.slice(i as i64 * 20, 20);
+        let file = std::fs::File::create(d.join("part-0.parquet")).unwrap();
+        ParquetWriter::new(file).finish(&mut part).unwrap();
+        let (year, city) = (
+            [2024i64, 2024, 2025][i],
+            [Some("Lisboa"), Some("São Paulo"), None][i],
+        );
+        want.push(
+            part.lazy()
+                .with_columns([
+                    lit(year).cast(DataType::Int64).alias("year"),
+                    lit(city.unwrap_or_default())
+                        .cast(DataType::String)
+                        .alias("city"),
+                ])
+                .collect()
+                .unwrap(),
+        );
+    }
+    // the default partition's city is null
+    let n = want[2].height();
+    want[2]
+        .with_column(Column::full_null("city".into(), n, &DataType::String))
+        .unwrap();
+    let mut all = want[0].clone();
+    for w in &want[1..] {
+        all.vstack_mut(w).unwrap();
+    }
+    std::fs::write(root.path().join("_SUCCESS"), "").unwrap();
+    let f = Frame::scan_parquet(&c, [root.path().to_str().unwrap()]).unwrap();
+    assert_eq!(f.npartitions(), 3);
+    let sorted_by = ["y"];
+    assert_same(
+        &sorted(f.clone().compute().unwrap(), &sorted_by),
+        &sorted(all.clone(), &sorted_by),
+    );
+    let y2024 = f
+        .filter(col("year").eq(lit(2024i64)))
+        .unwrap()
+        .compute()
+        .unwrap();
+    assert_eq!(y2024.height(), 40);
+    // a file whose path names other columns
+    let odd = root.path().join("year=2026");
+    std::fs::create_dir_all(&odd).unwrap();
+    let file = std::fs::File::create(odd.join("part-0.parquet")).unwrap();
+    ParquetWriter::new(file)
+        .finish(&mut df.slice(0, 5))
+        .unwrap();
+    let err = Frame::scan_parquet(&c, [root.path().to_str().unwrap()])
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("year=2026"), "{err}");
+}

@@ -99,6 +99,15 @@
 //! [`shuffle_join`](Frame::shuffle_join) choose explicitly. Either way the rows are those
 //! polars gives on the concatenated frames, in no particular order.
 //!
+//! ## Hive partitioning
+//!
+//! `scan_parquet(&cluster, ["sales"])` on `sales/year=2024/month=3/part-0.parquet`, ... gives
+//! every row the columns `year` and `month` from its file's directories, after the file's
+//! own columns: `Int64` when every value reads as an integer, `Float64` when every one reads
+//! as a number, `String` otherwise, null for `__HIVE_DEFAULT_PARTITION__`. Every file must
+//! name the same columns in the same order (an error names the file that does not); names
+//! starting with `.` or `_` (`_SUCCESS`) are skipped.
+//!
 //! ## Threads
 //!
 //! Partition queries are the cluster's tasks: the partitions give the parallelism. polars
@@ -129,6 +138,7 @@
 mod csv;
 mod describe;
 mod group;
+mod hive;
 mod join;
 mod shuffle;
 mod sort;
@@ -354,8 +364,10 @@ impl Frame {
         Ok(Frame::new(cluster, parts, schema))
     }
 
-    /// A frame of the CSV files (with a header line) that `paths` name: globs, files, or both;
-    /// a partition per file, in the order given (a glob's matches sorted).
+    /// A frame of the CSV files (with a header line) that `paths` name: globs, files,
+    /// directories (every `.csv` file below, hive `name=value` directories becoming columns:
+    /// see [hive partitioning](self#hive-partitioning)), or a mix; a partition per file, in
+    /// the order given (a glob's or a directory's files sorted).
     pub fn scan_csv<I, P>(cluster: &Cluster, paths: I) -> Result<Frame>
     where
         I: IntoIterator<Item = P>,
@@ -378,15 +390,22 @@ impl Frame {
         Ok(frame)
     }
 
-    /// A frame of the Parquet files that `paths` name: globs, files, or both; a partition per
-    /// file, in the order given (a glob's matches sorted).
+    /// A frame of the Parquet files that `paths` name: globs, files, directories (every
+    /// `.parquet` file below, hive `name=value` directories becoming columns: see
+    /// [hive partitioning](self#hive-partitioning)), or a mix; a partition per file, in the
+    /// order given (a glob's or a directory's files sorted).
     pub fn scan_parquet<I, P>(cluster: &Cluster, paths: I) -> Result<Frame>
     where
         I: IntoIterator<Item = P>,
         P: AsRef<str>,
     {
         Frame::scan(cluster, paths, "parquet", |path, _| {
-            LazyFrame::scan_parquet(PlRefPath::new(path), ScanArgsParquet::default())
+            // hive columns come from `hive` (for CSV too), not from polars' own parsing
+            let args = ScanArgsParquet {
+                hive_options: HiveOptions::new_disabled(),
+                ..ScanArgsParquet::default()
+            };
+            LazyFrame::scan_parquet(PlRefPath::new(path), args)
         })
     }
 
@@ -401,10 +420,11 @@ impl Frame {
         P: AsRef<str>,
     {
         size_polars_threads(cluster.threads());
-        let files = expand(paths)?;
+        let files = expand(paths, what)?;
+        let hive = hive::Columns::of(&files)?;
         let mut schema: Option<(String, SchemaRef)> = None;
         let mut parts = Vec::with_capacity(files.len());
-        for file in files {
+        for (i, file) in files.into_iter().enumerate() {
             let s = open(&file, None)
                 .and_then(|mut lf| lf.collect_schema())
                 .map_err(|e| Error::Invalid(format!("{file}: cannot read as {what}: {e}")))?;
@@ -423,11 +443,15 @@ impl Frame {
                 }
             };
             let context = Some(Arc::from(file.as_str()));
-            let mut part = Part::source(move || Ok(open(&file, Some(expected.clone()))?));
+            let values = hive.values(i);
+            let mut part = Part::source(move || {
+                Ok(open(&file, Some(expected.clone()))?.with_columns(values.as_slice()))
+            });
             part.context = context;
             parts.push(part);
         }
-        let (_, schema) = schema.ok_or_else(|| Error::Invalid("no files to scan".into()))?;
+        let (first, schema) = schema.ok_or_else(|| Error::Invalid("no files to scan".into()))?;
+        let schema = hive.extend(&schema, &first)?;
         Ok(Frame::new(cluster, parts, schema))
     }
 
@@ -699,7 +723,9 @@ fn write_parts(
 }
 
 /// Globs and file names, expanded: a glob must match something, a file must exist.
-fn expand<I, P>(paths: I) -> Result<Vec<String>>
+/// The files `paths` name, in order: a glob's matches (sorted), a directory's files ending in
+/// `.{ext}` at any depth (sorted: a hive-partitioned data set), or a file.
+fn expand<I, P>(paths: I, ext: &str) -> Result<Vec<String>>
 where
     I: IntoIterator<Item = P>,
     P: AsRef<str>,
@@ -719,8 +745,17 @@ where
             for m in matched {
                 files.push(m.to_string_lossy().into_owned());
             }
+        } else if std::fs::metadata(p).map_err(|e| Error::io(p, e))?.is_dir() {
+            let mut found = Vec::new();
+            files_below(Path::new(p), ext, &mut found)?;
+            if found.is_empty() {
+                return Err(Error::Invalid(format!(
+                    "{p}: the directory holds no .{ext} file"
+                )));
+            }
+            found.sort();
+            files.extend(found.into_iter().map(|f| f.to_string_lossy().into_owned()));
         } else {
-            std::fs::metadata(p).map_err(|e| Error::io(p, e))?;
             files.push(p.to_string());
         }
     }
@@ -728,6 +763,24 @@ where
         return Err(Error::Invalid("no files to scan".into()));
     }
     Ok(files)
+}
+
+/// Every file below `dir` (at any depth) whose name ends in `.{ext}`, skipping names that
+/// start with `.` or `_` (hidden files, `_SUCCESS` markers).
+fn files_below(dir: &Path, ext: &str, out: &mut Vec<PathBuf>) -> Result<()> {
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let path = entry.map_err(|e| Error::io(dir, e))?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.starts_with(['.', '_']) {
+            continue;
+        }
+        if path.is_dir() {
+            files_below(&path, ext, out)?;
+        } else if path.extension().is_some_and(|e| e == ext) {
+            out.push(path);
+        }
+    }
+    Ok(())
 }
 
 /// Why `got` is not `expected`, or `None` when they agree. With `names_only` (CSV, whose
