@@ -1183,3 +1183,44 @@ fn scans_hive_partitioned_directories() {
         .to_string();
     assert!(err.contains("year=2026"), "{err}");
 }
+
+/// A Parquet file of several row groups splits into a partition per run of whole row groups
+/// when its blocks are small, and stays one partition by default; either way the rows are
+/// the file's, in order.
+#[test]
+fn splits_big_parquet_files_by_row_groups() {
+    let c = cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let mut df = data(100);
+    let path = dir.path().join("big.parquet");
+    let file = std::fs::File::create(&path).unwrap();
+    ParquetWriter::new(file)
+        .with_row_group_size(Some(25))
+        .finish(&mut df)
+        .unwrap();
+    let p = path.to_str().unwrap();
+    let whole = Frame::scan_parquet(&c, [p]).unwrap();
+    assert_eq!(whole.npartitions(), 1);
+    let split = Frame::scan_parquet_blocks(&c, [p], 1).unwrap();
+    assert_eq!(split.npartitions(), 4);
+    assert_same(&split.clone().compute().unwrap(), &df);
+    assert_same(&whole.compute().unwrap(), &df);
+    // a query on the split file equals polars' on the whole
+    let got = split
+        .group_by(["g"])
+        .agg([col("y").sum(), len().alias("n")])
+        .unwrap()
+        .compute()
+        .unwrap();
+    let want = df
+        .clone()
+        .lazy()
+        .group_by([col("g")])
+        .agg([col("y").sum(), len().alias("n")])
+        .collect()
+        .unwrap();
+    assert_same(&sorted(got, &["g"]), &sorted(want, &["g"]));
+    // blocks bigger than the file: one partition
+    let runs = Frame::scan_parquet_blocks(&c, [p], 1 << 30).unwrap();
+    assert_eq!(runs.npartitions(), 1);
+}

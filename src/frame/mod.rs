@@ -373,11 +373,17 @@ impl Frame {
         I: IntoIterator<Item = P>,
         P: AsRef<str>,
     {
-        let mut frame = Frame::scan(cluster, paths, "csv", |path, schema| {
-            LazyCsvReader::new(PlRefPath::new(path))
-                .with_schema(schema)
-                .finish()
-        })?;
+        let mut frame = Frame::scan(
+            cluster,
+            paths,
+            "csv",
+            |path, schema| {
+                LazyCsvReader::new(PlRefPath::new(path))
+                    .with_schema(schema)
+                    .finish()
+            },
+            &|_| Ok(vec![None]),
+        )?;
         let schema = frame.schema.clone();
         for part in &mut frame.parts {
             if let Some(file) = part.context.clone() {
@@ -393,20 +399,44 @@ impl Frame {
     /// A frame of the Parquet files that `paths` name: globs, files, directories (every
     /// `.parquet` file below, hive `name=value` directories becoming columns: see
     /// [hive partitioning](self#hive-partitioning)), or a mix; a partition per file, in the
-    /// order given (a glob's or a directory's files sorted).
+    /// order given (a glob's or a directory's files sorted), or per run of whole row groups
+    /// of up to 256 MiB (compressed) for a bigger file: see
+    /// [`scan_parquet_blocks`](Frame::scan_parquet_blocks).
     pub fn scan_parquet<I, P>(cluster: &Cluster, paths: I) -> Result<Frame>
     where
         I: IntoIterator<Item = P>,
         P: AsRef<str>,
     {
-        Frame::scan(cluster, paths, "parquet", |path, _| {
-            // hive columns come from `hive` (for CSV too), not from polars' own parsing
-            let args = ScanArgsParquet {
-                hive_options: HiveOptions::new_disabled(),
-                ..ScanArgsParquet::default()
-            };
-            LazyFrame::scan_parquet(PlRefPath::new(path), args)
-        })
+        Frame::scan_parquet_blocks(cluster, paths, DEFAULT_BLOCK_BYTES)
+    }
+
+    /// [`scan_parquet`](Frame::scan_parquet) with partitions of up to `block_bytes` of
+    /// compressed data: a file is split into runs of whole row groups (a row group is never
+    /// split; one bigger than `block_bytes` is a partition of its own), each read by its own
+    /// task, in the file's order (like dask's `read_parquet(blocksize=...)`).
+    pub fn scan_parquet_blocks<I, P>(
+        cluster: &Cluster,
+        paths: I,
+        block_bytes: usize,
+    ) -> Result<Frame>
+    where
+        I: IntoIterator<Item = P>,
+        P: AsRef<str>,
+    {
+        Frame::scan(
+            cluster,
+            paths,
+            "parquet",
+            |path, _| {
+                // hive columns come from `hive` (for CSV too), not from polars' own parsing
+                let args = ScanArgsParquet {
+                    hive_options: HiveOptions::new_disabled(),
+                    ..ScanArgsParquet::default()
+                };
+                LazyFrame::scan_parquet(PlRefPath::new(path), args)
+            },
+            &|file| row_group_runs(file, block_bytes),
+        )
     }
 
     fn scan<I, P>(
@@ -414,6 +444,7 @@ impl Frame {
         paths: I,
         what: &str,
         open: fn(&str, Option<SchemaRef>) -> PolarsResult<LazyFrame>,
+        runs: &dyn Fn(&str) -> Result<Vec<Run>>,
     ) -> Result<Frame>
     where
         I: IntoIterator<Item = P>,
@@ -442,13 +473,22 @@ impl Frame {
                     expected.clone()
                 }
             };
-            let context = Some(Arc::from(file.as_str()));
-            let values = hive.values(i);
-            let mut part = Part::source(move || {
-                Ok(open(&file, Some(expected.clone()))?.with_columns(values.as_slice()))
-            });
-            part.context = context;
-            parts.push(part);
+            let context: Option<Arc<str>> = Some(Arc::from(file.as_str()));
+            let values = Arc::new(hive.values(i));
+            let file = Arc::new(file);
+            for run in runs(&file)? {
+                let (file, expected, values) = (file.clone(), expected.clone(), values.clone());
+                let mut part = Part::source(move || {
+                    let lf = open(&file, Some(expected.clone()))?;
+                    let lf = match run {
+                        Some((first, rows)) => lf.slice(first, rows),
+                        None => lf,
+                    };
+                    Ok(lf.with_columns(values.as_slice()))
+                });
+                part.context = context.clone();
+                parts.push(part);
+            }
         }
         let (first, schema) = schema.ok_or_else(|| Error::Invalid("no files to scan".into()))?;
         let schema = hive.extend(&schema, &first)?;
@@ -723,6 +763,44 @@ fn write_parts(
 }
 
 /// Globs and file names, expanded: a glob must match something, a file must exist.
+/// The default most compressed bytes of a Parquet file's partition.
+const DEFAULT_BLOCK_BYTES: usize = 256 << 20;
+
+/// The rows of a file one partition reads: `Some((first row, rows))`, or `None` for all.
+type Run = Option<(i64, IdxSize)>;
+
+/// A Parquet file's partitions: runs of whole row groups of up to `bytes` compressed bytes
+/// each (a bigger row group is a run of its own); `[None]`, the whole file, when one run
+/// holds it.
+fn row_group_runs(file: &str, bytes: usize) -> Result<Vec<Run>> {
+    let f = std::fs::File::open(file).map_err(|e| Error::io(file, e))?;
+    let metadata = ParquetReader::new(f)
+        .get_metadata()
+        .map_err(|e| Error::Invalid(format!("{file}: cannot read as parquet: {e}")))?
+        .clone();
+    let mut runs = Vec::new();
+    let (mut first, mut rows, mut size) = (0usize, 0usize, 0usize);
+    for rg in &metadata.row_groups {
+        if rows > 0 && size + rg.compressed_size() > bytes {
+            runs.push((first, rows));
+            first += rows;
+            (rows, size) = (0, 0);
+        }
+        rows += rg.num_rows();
+        size += rg.compressed_size();
+    }
+    if rows > 0 {
+        runs.push((first, rows));
+    }
+    if runs.len() <= 1 {
+        return Ok(vec![None]);
+    }
+    Ok(runs
+        .into_iter()
+        .map(|(first, rows)| Some((first as i64, rows as IdxSize)))
+        .collect())
+}
+
 /// The files `paths` name, in order: a glob's matches (sorted), a directory's files ending in
 /// `.{ext}` at any depth (sorted: a hive-partitioned data set), or a file.
 fn expand<I, P>(paths: I, ext: &str) -> Result<Vec<String>>
