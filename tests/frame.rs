@@ -1224,3 +1224,58 @@ fn splits_big_parquet_files_by_row_groups() {
     let runs = Frame::scan_parquet_blocks(&c, [p], 1 << 30).unwrap();
     assert_eq!(runs.npartitions(), 1);
 }
+
+/// A group-by whose keys are (nearly) all distinct sends a big partition's rows, not its
+/// partials, to the combine (partials would not be fewer); small partitions keep partials, so
+/// a bucket may mix both. Either way the answer is polars' on the whole frame.
+#[test]
+fn groups_with_distinct_keys_like_polars() {
+    let c = cluster();
+    let n = 40_000usize;
+    let id: Vec<i64> = (0..n as i64).map(|i| (i * 7919) % n as i64).collect();
+    let g: Vec<i64> = (0..n as i64).map(|i| i % 3).collect();
+    let v: Vec<Option<f64>> = (0..n)
+        .map(|i| match i % 11 {
+            0 => None,
+            1 => Some(f64::NAN),
+            _ => Some((i % 97) as f64 / 3.0),
+        })
+        .collect();
+    let df = df!("id" => id, "g" => g, "v" => v).unwrap();
+    let aggs = [
+        col("v").sum().alias("sum"),
+        col("v").mean().alias("mean"),
+        col("v").count().alias("count"),
+        col("v").std(1).alias("std"),
+        col("v").n_unique().alias("distinct"),
+        len().alias("n"),
+    ];
+    let frames = [
+        Frame::from_dataframe(&c, df.clone(), 2).unwrap(),
+        Frame::from_partitions(
+            &c,
+            vec![df.slice(0, 30_000), df.slice(30_000, 100), df.slice(30_100, n)],
+        )
+        .unwrap(),
+        Frame::from_partitions(&c, vec![df.slice(0, 100), df.slice(100, n)]).unwrap(),
+    ];
+    for keys in [vec!["id"], vec!["id", "g"], vec!["g"]] {
+        let want = df
+            .clone()
+            .lazy()
+            .group_by(keys.iter().map(|k| col(*k)).collect::<Vec<_>>())
+            .agg(aggs.clone())
+            .collect()
+            .unwrap();
+        for f in &frames {
+            let got = f
+                .clone()
+                .group_by(keys.clone())
+                .agg(aggs.clone())
+                .unwrap()
+                .compute()
+                .unwrap();
+            assert_same(&sorted(got, &keys), &sorted(want.clone(), &keys));
+        }
+    }
+}

@@ -10,11 +10,18 @@
 //! A group-by with many groups (as many as rows, at worst) so combines on every thread,
 //! in pieces that fit the caches, instead of in one task over every partial.
 //!
+//! When partials would not be fewer than the rows (nearly every key distinct: see
+//! `partials_pay`), a partition sends its rows instead, split the same way, and a bucket of
+//! rows only is aggregated once, with the asked-for aggregates themselves (rows beside
+//! partials are first aggregated into partials). The first partitions decide from a sample of
+//! their rows; later ones follow them, and then run their partials fused with their scan.
+//!
 //! An aggregate that has no such partials (a median, a quantile, a list of the values) needs
 //! every value of a group in one place: the rows are then hash-shuffled on the keys (see the
 //! shuffle module) and polars aggregates each output partition, whose groups are whole.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use polars::prelude::*;
 
@@ -223,39 +230,94 @@ impl GroupBy {
         let cluster = frame.cluster.clone();
         let buckets = frame.shuffle_partitions();
         let key_exprs = Arc::new(key_exprs);
-        // Per partition: the partial aggregates, split by the hash of the keys.
-        let splits: Vec<Delayed<Arc<Vec<DataFrame>>>> = frame
+        let needed = read_columns(key_exprs.iter().chain(&aggs));
+        // Whether partials pay, once a partition has found out (the first partitions sample
+        // their rows; the later ones follow them).
+        let verdict = Arc::new(AtomicU8::new(UNKNOWN));
+        // Per partition: its partial aggregates (or its rows, when partials would not be
+        // fewer: see `partials_pay`), split by the hash of the keys.
+        let splits: Vec<Delayed<Arc<Pieces>>> = frame
             .parts
             .iter()
             .enumerate()
             .map(|(i, p)| {
-                let (k, a) = (key_exprs.clone(), partial.clone());
+                let (k, a, needed) = (key_exprs.clone(), partial.clone(), needed.clone());
+                let verdict = verdict.clone();
+                let query = move |lf: LazyFrame| -> std::result::Result<_, crate::error::BoxError> {
+                    let partials = |lf: LazyFrame| run_query(lf.group_by(k.as_slice()).agg(&a));
+                    let known = verdict.load(Ordering::Relaxed);
+                    if known == PARTIALS_PAY {
+                        // fused with the partition's query: polars reads only what it needs
+                        return Ok((false, partials(lf)?));
+                    }
+                    let rows = run_query(match needed.as_ref() {
+                        Some(columns) => lf.select(columns.as_slice()),
+                        None => lf,
+                    })?;
+                    if known == ROWS_PAY {
+                        return Ok((true, rows));
+                    }
+                    if partials_pay(&rows, &k)? {
+                        verdict.store(PARTIALS_PAY, Ordering::Relaxed);
+                        return Ok((false, partials(rows.lazy())?));
+                    }
+                    verdict.store(ROWS_PAY, Ordering::Relaxed);
+                    Ok((true, rows))
+                };
                 let keys = key_exprs.clone();
-                p.then(move |lf| Ok(lf.group_by(k.as_slice()).agg(&a)))
-                    .task(&cluster, &format!("frame-agg[{i}]"), move |df| {
-                        Ok(Arc::new(split_by_hash(&df, &keys, buckets)?))
-                    })
+                p.query_task(
+                    &cluster,
+                    &format!("frame-agg[{i}]"),
+                    query,
+                    move |(raw, df)| {
+                        let buckets = split_by_hash(&df, &keys, buckets)?;
+                        Ok(Arc::new(Pieces { raw, buckets }))
+                    },
+                )
             })
             .collect();
         window(&cluster, &splits);
-        // Per bucket: its share of every partition's partials, combined; every group is whole
-        // in one bucket.
+        // Per bucket: its share of every partition, combined; every group is whole in one
+        // bucket. Rows (from partitions whose partials would not pay) are aggregated with the
+        // asked-for aggregates when every piece is rows, else into partials first.
         let finish = Arc::new(finish);
+        let aggs = Arc::new(aggs);
         let parts = (0..buckets)
             .map(|j| {
-                let (k, c, f) = (key_exprs.clone(), combine.clone(), finish.clone());
+                let (k, a, c, f) = (
+                    key_exprs.clone(),
+                    aggs.clone(),
+                    combine.clone(),
+                    finish.clone(),
+                );
+                let partial = partial.clone();
                 let task = Delayed::combine(&cluster, splits.clone(), move |all| {
-                    let dfs: Vec<DataFrame> = all.iter().map(|s| s[j].clone()).collect();
-                    concat_frames(dfs)
-                        .and_then(|df| {
-                            Ok(run_query(
-                                df.lazy()
-                                    .group_by(k.as_slice())
-                                    .agg(c.as_slice())
-                                    .select(f.as_slice()),
-                            )?)
-                        })
-                        .map_err(user_error)
+                    let bucket = || -> std::result::Result<DataFrame, crate::error::BoxError> {
+                        if all.iter().all(|p| p.raw) {
+                            let rows =
+                                concat_frames(all.iter().map(|p| p.buckets[j].clone()).collect())?;
+                            return Ok(run_query(
+                                rows.lazy().group_by(k.as_slice()).agg(a.as_slice()),
+                            )?);
+                        }
+                        let mut dfs = Vec::with_capacity(all.len());
+                        for p in &all {
+                            let piece = p.buckets[j].clone();
+                            dfs.push(if p.raw {
+                                run_query(piece.lazy().group_by(k.as_slice()).agg(&partial))?
+                            } else {
+                                piece
+                            });
+                        }
+                        Ok(run_query(
+                            concat_frames(dfs)?
+                                .lazy()
+                                .group_by(k.as_slice())
+                                .agg(c.as_slice())
+                                .select(f.as_slice()),
+                        )?)
+                    };
+                    bucket().map_err(user_error)
                 })
                 .label(&format!("frame-agg-combine[{j}]"));
                 Part::from_task(task)
@@ -263,6 +325,72 @@ impl GroupBy {
             .collect();
         Ok(Frame::new(&cluster, parts, out_schema))
     }
+}
+
+/// A partition's share of a group-by, split into buckets by key hash: its partial aggregates,
+/// or (`raw`) its rows.
+struct Pieces {
+    raw: bool,
+    buckets: Vec<DataFrame>,
+}
+
+/// The columns `exprs` read, as column expressions (the only ones a partition query needs to
+/// keep), or `None` when one of them selects columns otherwise than by name (a selector).
+fn read_columns<'a>(exprs: impl Iterator<Item = &'a Expr>) -> Option<Vec<Expr>> {
+    let mut names: Vec<PlSmallStr> = Vec::new();
+    for e in exprs {
+        for node in e {
+            match node {
+                Expr::Column(name) if !names.contains(name) => names.push(name.clone()),
+                Expr::Selector(_) => return None,
+                _ => {}
+            }
+        }
+    }
+    Some(names.into_iter().map(col).collect())
+}
+
+/// What [`partials_pay`] found on a partition, shared by the partitions of a group-by.
+const UNKNOWN: u8 = 0;
+const PARTIALS_PAY: u8 = 1;
+const ROWS_PAY: u8 = 2;
+
+/// Rows sampled to estimate how many groups a partition has.
+const SAMPLE: usize = 4096;
+
+/// Whether aggregating a partition's rows `df` by `keys` into partials would at least halve
+/// them, so that partials are worth computing before the combine. Estimated from the
+/// duplicate keys among [`SAMPLE`] evenly spread rows: `d` duplicates among `s` rows suggest
+/// about `G = s² / 2d` groups (the birthday estimate), of which `n` rows hit
+/// `G (1 - e^(-n/G))`. When every key is distinct (the db-benchmark's q10) the partials would
+/// be as many as the rows and the combine would repeat the aggregation, so the rows go to the
+/// combine as they are and are aggregated once there. A small partition, or keys with many
+/// repeats (skewed keys), keeps the partials.
+fn partials_pay(df: &DataFrame, keys: &[Expr]) -> PolarsResult<bool> {
+    let n = df.height();
+    if n < 4 * SAMPLE {
+        return Ok(true);
+    }
+    let step = n / SAMPLE;
+    let rows: Vec<IdxSize> = (0..SAMPLE).map(|i| (i * step) as IdxSize).collect();
+    let sample = df
+        .take(&IdxCa::from_vec(PlSmallStr::EMPTY, rows))?
+        .lazy()
+        .select(keys)
+        .collect()?;
+    let s = sample.height();
+    let distinct = sample
+        .lazy()
+        .unique(None, UniqueKeepStrategy::Any)
+        .collect()?
+        .height();
+    let dup = s.saturating_sub(distinct);
+    if dup == 0 {
+        return Ok(false);
+    }
+    let groups = (s * s) as f64 / (2.0 * dup as f64);
+    let partials = groups * (1.0 - (-(n as f64) / groups).exp());
+    Ok(partials <= 0.5 * n as f64)
 }
 
 /// `group_by(keys).agg(aggs)` by shuffling the rows on the keys, then aggregating every

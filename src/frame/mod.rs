@@ -229,11 +229,24 @@ impl Part {
         label: &str,
         finish: impl Fn(DataFrame) -> std::result::Result<U, BoxError> + Send + Sync + 'static,
     ) -> Delayed<U> {
+        self.query_task(cluster, label, move |lf| Ok(run_query(lf)?), finish)
+    }
+
+    /// A task running `query` on the partition's plan (one query or several), then `finish`
+    /// on what it returns. An error of `query` names the partition's file (and line), as
+    /// polars' own would.
+    fn query_task<R, U: Clone + Send + 'static>(
+        &self,
+        cluster: &Cluster,
+        label: &str,
+        query: impl Fn(LazyFrame) -> std::result::Result<R, BoxError> + Send + Sync + 'static,
+        finish: impl Fn(R) -> std::result::Result<U, BoxError> + Send + Sync + 'static,
+    ) -> Delayed<U> {
         let plan = self.plan.clone();
         let context = self.context.clone();
         let locate = self.locate.clone();
         let run = move |df: Option<DataFrame>| -> std::result::Result<U, BoxError> {
-            let rows = plan(df).and_then(|lf| Ok(run_query(lf)?));
+            let rows = plan(df).and_then(&query);
             match (rows, &context) {
                 (Ok(rows), _) => finish(rows),
                 (Err(e), Some(what)) => match locate.as_ref().and_then(|l| l()) {
