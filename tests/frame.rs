@@ -1254,7 +1254,11 @@ fn groups_with_distinct_keys_like_polars() {
         Frame::from_dataframe(&c, df.clone(), 2).unwrap(),
         Frame::from_partitions(
             &c,
-            vec![df.slice(0, 30_000), df.slice(30_000, 100), df.slice(30_100, n)],
+            vec![
+                df.slice(0, 30_000),
+                df.slice(30_000, 100),
+                df.slice(30_100, n),
+            ],
         )
         .unwrap(),
         Frame::from_partitions(&c, vec![df.slice(0, 100), df.slice(100, n)]).unwrap(),
