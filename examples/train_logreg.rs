@@ -38,7 +38,7 @@ pub fn train(
     cluster: &Cluster,
     epochs: u64,
     replicas: Replicas,
-    mut on_epoch: impl FnMut(&EpochStats),
+    mut on_epoch: impl FnMut(&EpochStats) + Send,
 ) -> Result<Outcome> {
     let (train, test) = load_digits()?;
     let model = SoftmaxRegression::new(64, 10);

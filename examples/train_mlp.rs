@@ -70,7 +70,7 @@ pub struct Outcome {
 pub fn train(
     cluster: &Cluster,
     settings: &Settings,
-    mut on_epoch: impl FnMut(&EpochStats),
+    mut on_epoch: impl FnMut(&EpochStats) + Send,
 ) -> Result<Outcome> {
     let (train, test) = load_digits()?;
     let model = Mlp::new(64, settings.hidden, 10);

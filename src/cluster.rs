@@ -553,6 +553,18 @@ impl Cluster {
         &self.inner.plan
     }
 
+    /// Runs `f` on one of the pool's threads and returns its result, the calling thread
+    /// blocking meanwhile (rayon's `install`). A loop of many small computations belongs
+    /// there: a pool thread that waits for a graph runs the graph's tasks itself, where a
+    /// thread outside the pool sleeps and must be woken for every result, which on some
+    /// machines costs tens of microseconds each time.
+    pub fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        match &self.inner.pool {
+            Some(pool) => pool.install(f),
+            None => f(),
+        }
+    }
+
     /// Threads in the CPU pool.
     pub fn threads(&self) -> usize {
         self.inner.plan.cpu_threads

@@ -820,13 +820,14 @@ fn a_wide_model_updated_in_pieces_equals_a_sequential_adam_loop() {
             let levels = leaves.len().next_power_of_two().trailing_zeros();
             let (sum, _) = tree_sum(&leaves, levels, 0);
             t += 1;
-            let (c1, c2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
+            let step_size = lr / (1.0 - b1.powi(t));
+            let inv_sqrt_c2 = 1.0 / (1.0 - b2.powi(t)).sqrt();
             for i in 0..n_params {
                 let g = sum[i] / chunk.len() as f64;
                 p[i] -= (lr * wd) * p[i];
                 m1[i] = b1 * m1[i] + (1.0 - b1) * g;
                 m2[i] = b2 * m2[i] + (1.0 - b2) * g * g;
-                p[i] -= lr * (m1[i] / c1) / ((m2[i] / c2).sqrt() + eps);
+                p[i] -= step_size * (m1[i] / (m2[i].sqrt() * inv_sqrt_c2 + eps));
             }
         }
     }

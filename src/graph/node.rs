@@ -709,6 +709,8 @@ impl Latch {
     }
 }
 
+const SPINS: u32 = 64;
+
 /// Blocks until `ready` returns a value for the state behind `mutex` (re-checked whenever
 /// `cond` is notified). On a pool thread of `cluster` it runs other tasks meanwhile instead of
 /// sleeping, so a task that computes a graph inside never starves the pool.
@@ -719,13 +721,26 @@ fn block_until<S, R>(
     ready: impl Fn(&S) -> Option<R>,
 ) -> R {
     if cluster.is_pool_thread() {
+        let mut idle = 0u32;
         loop {
             if let Some(r) = ready(&lock(mutex)) {
                 return r;
             }
-            if !matches!(rayon::yield_now(), Some(rayon::Yield::Executed)) {
-                std::thread::sleep(std::time::Duration::from_micros(50));
+            if matches!(rayon::yield_now(), Some(rayon::Yield::Executed)) {
+                idle = 0;
+                continue;
             }
+            idle += 1;
+            if idle < SPINS {
+                std::thread::yield_now();
+                continue;
+            }
+            // Nothing to run here: wait for the signal, looking for new work now and then.
+            let guard = lock(mutex);
+            if let Some(r) = ready(&guard) {
+                return r;
+            }
+            drop(cond.wait_timeout(guard, std::time::Duration::from_micros(50)));
         }
     }
     let mut guard = lock(mutex);

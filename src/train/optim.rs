@@ -12,7 +12,9 @@ use crate::error::{Error, Result};
 ///   update uses `v` (or `g + momentum * v` with Nesterov); `p -= lr * update`.
 /// - **Adam**: `m = b1 m + (1 - b1) g`, `v = b2 v + (1 - b2) g^2`,
 ///   `p -= lr * m_hat / (sqrt(v_hat) + eps)` with the bias corrections `m_hat = m / (1 - b1^t)`,
-///   `v_hat = v / (1 - b2^t)`. Weight decay is added to the gradient (Adam) or, when
+///   `v_hat = v / (1 - b2^t)`, computed as PyTorch does:
+///   `p -= (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)` (here with the division
+///   by the scalar `sqrt(1 - b2^t)` as a multiplication by its inverse). Weight decay is added to the gradient (Adam) or, when
 ///   `decoupled`, applied directly as `p -= lr * weight_decay * p` (AdamW).
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
@@ -324,7 +326,7 @@ impl<F: Float> OptimizerState<F> {
             first: &mut self.first,
             second: &mut self.second,
         };
-        apply(optimizer, lr, self.steps, slices, grad);
+        apply(optimizer, lr, self.steps, slices, grad, F::ONE);
     }
 }
 
@@ -337,7 +339,7 @@ pub(crate) struct Slices<'a, F> {
 }
 
 /// Update number `step` (from 1) of a piece of the parameters with its piece of the averaged
-/// gradient. Each element's update depends only on that element, so pieces can be updated in
+/// gradient, `grad_sum / divisor` (divided here, in the update's one pass). Each element's update depends only on that element, so pieces can be updated in
 /// parallel with the same bits as one whole update.
 ///
 /// The loops have no branches inside (a zero weight decay adds `0 * p`), so that they compile
@@ -347,7 +349,8 @@ pub(crate) fn apply<F: Float>(
     lr: f64,
     step: u64,
     slices: Slices<'_, F>,
-    grad: &[F],
+    grad_sum: &[F],
+    divisor: F,
 ) {
     let Slices {
         params,
@@ -363,12 +366,13 @@ pub(crate) fn apply<F: Float>(
         } => {
             let (mu, wd) = (F::from_f64(momentum), F::from_f64(weight_decay));
             if momentum == 0.0 {
-                for (p, &g) in params.iter_mut().zip(grad) {
+                for (p, &g) in params.iter_mut().zip(grad_sum) {
+                    let g = g / divisor;
                     *p -= lr_f * (g + wd * *p);
                 }
             } else {
-                for ((p, &g), v) in params.iter_mut().zip(grad).zip(first) {
-                    let g = g + wd * *p;
+                for ((p, &g), v) in params.iter_mut().zip(grad_sum).zip(first) {
+                    let g = g / divisor + wd * *p;
                     let velocity = mu * *v + g;
                     *v = velocity;
                     let update = if nesterov {
@@ -388,8 +392,10 @@ pub(crate) fn apply<F: Float>(
             decoupled,
         } => {
             let t = step.min(i32::MAX as u64) as i32;
-            let correction1 = F::from_f64(1.0 - beta1.powi(t));
-            let correction2 = F::from_f64(1.0 - beta2.powi(t));
+            // PyTorch's arrangement: the bias corrections folded into two scalars, so that an
+            // element costs one square root and one division.
+            let step_size = F::from_f64(lr / (1.0 - beta1.powi(t)));
+            let inv_sqrt_c2 = F::from_f64(1.0 / (1.0 - beta2.powi(t)).sqrt());
             let (b1, b2) = (F::from_f64(beta1), F::from_f64(beta2));
             let (one_b1, one_b2) = (F::from_f64(1.0 - beta1), F::from_f64(1.0 - beta2));
             let eps = F::from_f64(eps);
@@ -401,14 +407,12 @@ pub(crate) fn apply<F: Float>(
                 (F::ZERO, wd)
             };
             let moments = first.iter_mut().zip(second.iter_mut());
-            for ((p, &g), (m, v)) in params.iter_mut().zip(grad).zip(moments) {
+            for ((p, &g), (m, v)) in params.iter_mut().zip(grad_sum).zip(moments) {
                 *p -= shrink * *p;
-                let g = g + l2 * *p;
+                let g = g / divisor + l2 * *p;
                 *m = b1 * *m + one_b1 * g;
                 *v = b2 * *v + one_b2 * g * g;
-                let m_hat = *m / correction1;
-                let v_hat = *v / correction2;
-                *p -= lr_f * m_hat / (v_hat.sqrt() + eps);
+                *p -= step_size * (*m / (v.sqrt() * inv_sqrt_c2 + eps));
             }
         }
     }

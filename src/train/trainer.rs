@@ -252,28 +252,33 @@ impl<F: Float> Trainer<F> {
         data: &Arc<D>,
         grad: G,
         epochs: u64,
-        mut on_epoch: impl FnMut(&EpochStats),
+        mut on_epoch: impl FnMut(&EpochStats) + Send,
     ) -> Result<Vec<EpochStats>>
     where
         D: Dataset<Scalar = F>,
         G: Fn(&[F], &Batch<'_, F, D::Label>, &mut [F]) -> Result<f64> + Send + Sync + 'static,
     {
         let grad = Arc::new(grad);
-        let mut all = Vec::new();
-        for _ in 0..epochs {
-            let before = (self.params.clone(), self.state.clone());
-            match self.run_epoch(data, &grad) {
-                Ok(stats) => {
-                    on_epoch(&stats);
-                    all.push(stats);
-                }
-                Err(e) => {
-                    (self.params, self.state) = before;
-                    return Err(e);
+        // The loop runs on a pool thread: waiting there for a step's replicas means running
+        // them, where a thread outside the pool would sleep and be woken twice a step.
+        let cluster = self.cluster.clone();
+        cluster.install(|| {
+            let mut all = Vec::new();
+            for _ in 0..epochs {
+                let before = (self.params.clone(), self.state.clone());
+                match self.run_epoch(data, &grad) {
+                    Ok(stats) => {
+                        on_epoch(&stats);
+                        all.push(stats);
+                    }
+                    Err(e) => {
+                        (self.params, self.state) = before;
+                        return Err(e);
+                    }
                 }
             }
-        }
-        Ok(all)
+            Ok(all)
+        })
     }
 
     /// The order in which epoch `epoch` visits the `n` samples: a shuffle seeded by the
@@ -397,11 +402,8 @@ impl<F: Float> Trainer<F> {
         let (optimizer, step) = (&self.optimizer, self.state.steps);
         let divisor = F::from_f64(batch.len() as f64);
         let update = |(range, slices): (Range<usize>, Slices<'_, F>)| -> Result<()> {
-            let mut total = reduce::finish_range(m, &parts, range)?.grad;
-            for g in &mut total {
-                *g = *g / divisor;
-            }
-            optim::apply(optimizer, lr, step, slices, &total);
+            let total = reduce::finish_range(m, &parts, range)?.grad;
+            optim::apply(optimizer, lr, step, slices, &total, divisor);
             Ok(())
         };
         let n = self.params.len();
