@@ -618,7 +618,23 @@ fn semi_anti_reference(
 /// two, against polars (inner, left, full) or a row-by-row reference (semi, anti).
 #[test]
 fn every_join_kind_by_broadcast_and_shuffle() {
-    let c = cluster();
+    every_join_kind_on(cluster());
+}
+
+/// The same with a memory budget so small that the shuffles keep a few buckets in memory and
+/// spill the rest to files.
+#[test]
+fn every_join_kind_with_shuffles_spilling() {
+    let c = Cluster::builder()
+        .threads(2)
+        .memory_limit("16KB")
+        .ignore_env()
+        .build()
+        .unwrap();
+    every_join_kind_on(c);
+}
+
+fn every_join_kind_on(c: Cluster) {
     let df = data(90);
     let mut right = data(40)
         .lazy()

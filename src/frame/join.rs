@@ -6,8 +6,9 @@
 //! - **Shuffle**: both frames are hash-shuffled on their keys into the same number of
 //!   partitions (see the shuffle module), so the rows that can match land in partitions with the
 //!   same index, which are then joined pairwise. Only one pair of partitions is in memory per
-//!   task, so two frames bigger than memory join; it costs writing and reading both through
-//!   temporary files. A full join needs it: unmatched right rows must appear once, not once
+//!   task, so two frames bigger than memory join; it costs splitting both by key hash (and,
+//!   past the shuffle's share of the memory budget, writing and reading them through
+//!   temporary files). A full join needs it: unmatched right rows must appear once, not once
 //!   per left partition.
 //!
 //! [`Frame::join`] picks broadcast when the right frame has one partition (and the join is not

@@ -1,32 +1,38 @@
-//! Hash shuffles: moving every row to the partition its key's hash picks, through files.
+//! Hash shuffles: moving every row to the partition its key's hash picks, in memory while
+//! it fits, through files beyond.
 //!
 //! Operations whose answer depends on all the rows with one key — a join of two big frames,
 //! `unique`, an exact median per group — first put those rows together. Each input
-//! partition's task hashes the key columns of its rows and writes one **bucket file** per
-//! output partition that gets rows (`in<i>-out<j>.arrow`, Arrow IPC: the columns as they are
-//! in memory, no encoding to undo; Parquet's dictionary encoding of unique strings took a
-//! third of a shuffle join's time); after every input task has written its buckets, output
-//! partition `j`'s task reads the files `in*-out<j>.arrow`, in input order.
+//! partition's task hashes the key columns of its rows and splits them into one **bucket**
+//! per output partition; after every input task has split its rows, output partition `j`'s
+//! task stacks the buckets `j` of every input, in input order.
 //!
 //! ```text
-//!  input 0 ─ hash, write ─┐   ┌─ read in*-out0 ─ output 0
-//!  input 1 ─ hash, write ─┼───┼─ read in*-out1 ─ output 1
-//!  input 2 ─ hash, write ─┘   └─ read in*-out2 ─ output 2
+//!  input 0 ─ hash, split ─┐   ┌─ buckets 0 ─ output 0
+//!  input 1 ─ hash, split ─┼───┼─ buckets 1 ─ output 1
+//!  input 2 ─ hash, split ─┘   └─ buckets 2 ─ output 2
 //! ```
 //!
-//! One task holds one input partition or one output partition at a time, so a shuffle of
-//! data larger than memory runs when the partitions fit. Rows with equal keys (nulls equal to
-//! nulls, NaN to NaN) land in the same output partition, in the order of the input partitions
-//! and of their rows there. The bucket files live in a temporary directory that is removed
-//! when the shuffled frame, everything made from it and their tasks are dropped; the files are
-//! read again if the shuffled frame is computed again.
+//! A bucket stays in memory while the shuffle's buckets there take at most a sixteenth of
+//! the cluster's memory budget (the rest is the tasks' working room); past that it
+//! **spills** to a file
+//! (`in<i>-out<j>.arrow`, Arrow IPC: the columns as they are in memory, no encoding to undo;
+//! Parquet's dictionary encoding of unique strings took a third of a shuffle join's time).
+//! One task holds one input partition or one output partition at a time besides, so a
+//! shuffle of data larger than memory runs when the partitions fit. Rows with equal keys
+//! (nulls equal to nulls, NaN to NaN) land in the same output partition, in the order of the
+//! input partitions and of their rows there. Buckets in memory count in the cluster's
+//! [managed bytes](crate::Cluster::managed_bytes). The buckets, and the temporary directory
+//! of the files, go when the shuffled frame, everything made from it and their tasks are
+//! dropped; they are read again if the shuffled frame is computed again.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use polars::prelude::*;
 
-use super::{Frame, Part, concat_frames, window};
+use super::{Frame, Part, concat_frames, frame_bytes, window};
 use crate::error::{BoxError, Error, Result};
 use crate::graph::node::lock;
 use crate::graph::{Delayed, user_error};
@@ -35,19 +41,65 @@ use crate::graph::{Delayed, user_error};
 /// files).
 pub(super) const MAX_SHUFFLE_PARTITIONS: usize = 64;
 
+/// A shuffle keeps buckets in memory up to the cluster's memory budget over this.
+const MEMORY_SHARE: u64 = 16;
+
 /// The seed of the key hash: fixed, so every partition sends equal keys to the same bucket.
 const SEED: u64 = 0x6f6e_6562_6f78_0005;
 
-/// The bucket files of one shuffle, written by `inputs` tasks for `outputs` partitions.
+/// Where input `i`'s bucket for output `j` went.
+#[derive(Clone)]
+enum Stored {
+    /// No rows.
+    Empty,
+    Memory(DataFrame),
+    /// Spilled to the file `in<i>-out<j>.arrow`.
+    File,
+}
+
+/// The bytes of a shuffle's buckets held in memory, under its limit; they leave the
+/// cluster's managed bytes with the shuffle.
+struct Held {
+    bytes: AtomicUsize,
+    limit: usize,
+    managed: Arc<AtomicUsize>,
+}
+
+impl Held {
+    /// Counts `bytes` more in memory if they stay within the limit.
+    fn try_hold(&self, bytes: usize) -> bool {
+        let fits = self
+            .bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                held.checked_add(bytes).filter(|&total| total <= self.limit)
+            })
+            .is_ok();
+        if fits {
+            self.managed.fetch_add(bytes, Ordering::Relaxed);
+        }
+        fits
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.managed
+            .fetch_sub(*self.bytes.get_mut(), Ordering::Relaxed);
+    }
+}
+
+/// The buckets of one shuffle, made by `inputs` tasks for `outputs` partitions.
 pub(super) struct Buckets {
     dir: Arc<tempfile::TempDir>,
-    /// `written[i][j]`: whether input `i` wrote a file for output `j` (an empty bucket has
-    /// none); complete once `written` has finished.
-    present: Arc<Mutex<Vec<Vec<bool>>>>,
+    /// `stored[i][j]`: input `i`'s bucket for output `j`; complete once `written` has
+    /// finished.
+    stored: Arc<Mutex<Vec<Vec<Stored>>>>,
+    /// What `stored` holds in memory (counted until the buckets go).
+    _held: Arc<Held>,
     schema: SchemaRef,
-    /// The tasks writing the bucket files, one per input partition.
+    /// The tasks splitting the input partitions, one each.
     writes: Vec<Delayed<()>>,
-    /// A task finishing when every bucket file is written (its rows are empty).
+    /// A task finishing when every bucket is stored (its rows are empty).
     written: Delayed<DataFrame>,
 }
 
@@ -67,8 +119,29 @@ impl Buckets {
 
     /// Output partition `j`'s rows: its buckets from every input, in input order.
     pub(super) fn read(&self, j: usize) -> std::result::Result<DataFrame, BoxError> {
-        let present: Vec<bool> = lock(&self.present).iter().map(|row| row[j]).collect();
-        read_bucket(self.dir.path(), &present, j, &self.schema)
+        let column: Vec<Stored> = lock(&self.stored)
+            .iter()
+            .map(|row| row[j].clone())
+            .collect();
+        let mut dfs = Vec::new();
+        for (i, stored) in column.into_iter().enumerate() {
+            let df = match stored {
+                Stored::Empty => continue,
+                Stored::Memory(df) => df,
+                Stored::File => {
+                    let path = bucket_path(self.dir.path(), i, j);
+                    let file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+                    IpcReader::new(file)
+                        .finish()
+                        .map_err(|e| format!("{}: {e}", path.display()))?
+                }
+            };
+            dfs.push(df);
+        }
+        if dfs.is_empty() {
+            return Ok(DataFrame::empty_with_schema(&self.schema));
+        }
+        concat_frames(dfs)
     }
 
     /// A part made of output partition `j`, `f` turning its rows into the partition's query.
@@ -86,29 +159,6 @@ impl Buckets {
 
 fn bucket_path(dir: &Path, input: usize, output: usize) -> PathBuf {
     dir.join(format!("in{input}-out{output}.arrow"))
-}
-
-fn read_bucket(
-    dir: &Path,
-    present: &[bool],
-    j: usize,
-    schema: &SchemaRef,
-) -> std::result::Result<DataFrame, BoxError> {
-    let mut dfs = Vec::new();
-    for (i, _) in present.iter().enumerate().filter(|(_, p)| **p) {
-        let path = bucket_path(dir, i, j);
-        let file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
-        let df = IpcReader::new(file)
-            .finish()
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        if df.height() > 0 {
-            dfs.push(df);
-        }
-    }
-    if dfs.is_empty() {
-        return Ok(DataFrame::empty_with_schema(schema));
-    }
-    concat_frames(dfs)
 }
 
 /// `df`'s rows split by the hash of the `keys` columns into `n` frames (row order kept).
@@ -192,13 +242,20 @@ pub(super) fn shuffle_by(frame: &Frame, route: Route, n: usize, what: &str) -> R
         .map_err(|e| Error::io(std::env::temp_dir(), e))?;
     let dir = Arc::new(dir);
     let route = Arc::new(route);
-    let present = Arc::new(Mutex::new(vec![vec![false; n]; frame.parts.len()]));
+    let stored = Arc::new(Mutex::new(vec![vec![Stored::Empty; n]; frame.parts.len()]));
+    let held = Arc::new(Held {
+        bytes: AtomicUsize::new(0),
+        limit: usize::try_from(frame.cluster.plan().memory_limit / MEMORY_SHARE)
+            .unwrap_or(usize::MAX),
+        managed: frame.cluster.inner().managed.clone(),
+    });
     let writes: Vec<Delayed<()>> = frame
         .parts
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            let (dir, route, present) = (dir.clone(), route.clone(), present.clone());
+            let (dir, route, stored, held) =
+                (dir.clone(), route.clone(), stored.clone(), held.clone());
             p.task(
                 &frame.cluster,
                 &format!("frame-{what}-write[{i}]"),
@@ -208,19 +265,23 @@ pub(super) fn shuffle_by(frame: &Frame, route: Route, n: usize, what: &str) -> R
                         Route::Bucket(bucket) => split_by_bucket(&df, bucket, n)?,
                     };
                     drop(df);
-                    let mut wrote = vec![false; n];
+                    let mut row = vec![Stored::Empty; n];
                     for (j, mut bucket) in buckets.into_iter().enumerate() {
                         if bucket.height() == 0 {
                             continue;
                         }
-                        wrote[j] = true;
+                        if held.try_hold(frame_bytes(&bucket)) {
+                            row[j] = Stored::Memory(bucket);
+                            continue;
+                        }
                         let path = bucket_path(dir.path(), i, j);
                         let file = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
                         IpcWriter::new(std::io::BufWriter::new(file))
                             .finish(&mut bucket)
                             .map_err(|e| format!("{}: {e}", path.display()))?;
+                        row[j] = Stored::File;
                     }
-                    lock(&present)[i] = wrote;
+                    lock(&stored)[i] = row;
                     Ok(())
                 },
             )
@@ -231,7 +292,8 @@ pub(super) fn shuffle_by(frame: &Frame, route: Route, n: usize, what: &str) -> R
         .label(&format!("frame-{what}-written"));
     Ok(Buckets {
         dir,
-        present,
+        stored,
+        _held: held,
         schema: frame.schema.clone(),
         writes,
         written,
@@ -285,8 +347,8 @@ impl Frame {
 
     /// The same rows in `npartitions` partitions chosen by the hash of the `keys` columns: all
     /// the rows with one key (nulls equal, NaN equal) end up in one partition, in the frame's
-    /// order. A hash shuffle through temporary files (see [shuffles](super#shuffles)): one
-    /// partition in memory per task.
+    /// order. A hash shuffle (see [shuffles](super#shuffles)): the buckets past its share of
+    /// the memory budget go to temporary files, and one partition is in memory per task.
     pub fn shuffle<I, S>(self, keys: I, npartitions: usize) -> Result<Frame>
     where
         I: IntoIterator<Item = S>,
