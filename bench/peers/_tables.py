@@ -87,11 +87,16 @@ def plan(ctx, script, workload, names, title):
     cases = []
     for q in names:
         case = Case(workload, title(q, rows), "row")
-        ob = ctx.onebox(workload, rows, f"onebox Frame ({ctx.threads} threads)", reps=5,
-                        timeout=900, select=q)
-        ob.argv = [ctx.python, os.path.join(_peer.HERE, script), "with-data", str(rows),
-                   "--"] + ob.argv
-        case.runs.append(ob)
+        # onebox's binary runs the question both ways, taking turns: onebox's Frame, and the
+        # polars crate it is built on as one lazy query (case "q:crate"); a row each.
+        for select, system in ((q, f"onebox Frame ({ctx.threads} threads)"),
+                               (f"{q}:crate", f"polars crate 0.55, one lazy query "
+                                              f"({ctx.threads} threads)")):
+            ob = ctx.onebox(workload, rows, system, reps=5, timeout=900, select=select)
+            ob.argv = [ctx.python, os.path.join(_peer.HERE, script), "with-data", str(rows),
+                       "--"] + ob.argv + ["--case", q]
+            ob.onebox = select == q
+            case.runs.append(ob)
         for name, system in PEERS:
             case.runs.append(ctx.peer(script, name, rows, system.format(t=ctx.threads),
                                       reps=5 if name != "dask" else 3, timeout=900, select=q))

@@ -131,6 +131,9 @@ struct Args {
     /// Threads in the cluster's pool.
     #[arg(long, default_value_t = 2)]
     threads: usize,
+    /// Only this case of a workload of several (W5 and W5J: a question, such as q2).
+    #[arg(long)]
+    case: Option<String>,
     /// Lists the workloads.
     #[arg(long)]
     list: bool,
@@ -146,6 +149,8 @@ struct Bench {
     reps: usize,
     warmup: usize,
     threads: usize,
+    /// The one case to run, when given.
+    case: Option<String>,
 }
 
 /// One repetition's figures, printed as one JSON line.
@@ -166,17 +171,35 @@ impl Bench {
         Cluster::builder().threads(self.threads).build()
     }
 
+    /// Whether case `name` is to run (every case unless `--case` names one).
+    fn runs(&self, name: &str) -> bool {
+        self.case.as_deref().is_none_or(|c| c == name)
+    }
+
     /// Runs `body` for the warm-up repetitions, then the timed ones, printing each.
     fn repeat<'a>(
         &self,
         mut body: impl FnMut() -> std::result::Result<Rep<'a>, Box<dyn std::error::Error>>,
     ) -> Outcome {
+        self.alternate(1, |_| body())
+    }
+
+    /// Like [`repeat`](Bench::repeat) for `systems` ways of doing the same work, taking turns
+    /// within each repetition (`body(s)` runs way `s`), so that a drift of the machine hits
+    /// them alike.
+    fn alternate<'a>(
+        &self,
+        systems: usize,
+        mut body: impl FnMut(usize) -> std::result::Result<Rep<'a>, Box<dyn std::error::Error>>,
+    ) -> Outcome {
         let total = self.warmup + self.reps;
         for i in 0..total {
-            let rep = body()?;
             let warmup = i < self.warmup;
             let index = if warmup { i + 1 } else { i - self.warmup + 1 };
-            self.emit(&rep, index, warmup);
+            for s in 0..systems {
+                let rep = body(s)?;
+                self.emit(&rep, index, warmup);
+            }
         }
         Ok(())
     }
@@ -471,6 +494,7 @@ fn main() -> Outcome {
         reps: args.reps,
         warmup: args.warmup,
         threads: args.threads,
+        case: args.case,
     };
     (workload.run)(&bench)
 }
@@ -485,6 +509,7 @@ mod tests {
             size,
             reps: 1,
             warmup: 0,
+            case: None,
             threads: 2,
         }
     }

@@ -93,35 +93,27 @@ pub(super) fn w3_wordcount(b: &Bench) -> Outcome {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(b.threads)
         .build()?;
-    let total = b.warmup + b.reps;
-    for i in 0..total {
-        let warmup = i < b.warmup;
-        let index = if warmup { i + 1 } else { i - b.warmup + 1 };
-        for (case, system) in [("bag", "onebox Bag"), ("rayon", "hand-written rayon")] {
-            let t0 = Instant::now();
-            let top = if case == "bag" {
-                bag_top(&cluster, &files)?
-            } else {
-                rayon_top(&pool, &files)?
-            };
-            let seconds = t0.elapsed().as_secs_f64();
-            check(top == expected, || {
-                format!("W3 {case}: top {TOP} of {} differs: {top:?}", dir.display())
-            })?;
-            b.emit(
-                &Rep {
-                    case,
-                    system,
-                    count: mb.round() as usize,
-                    unit: "MB",
-                    seconds,
-                    phases: json!({}),
-                    info: json!({"files": files.len()}),
-                },
-                index,
-                warmup,
-            );
-        }
-    }
-    Ok(())
+    let ways = [("bag", "onebox Bag"), ("rayon", "hand-written rayon")];
+    b.alternate(ways.len(), |s| {
+        let (case, system) = ways[s];
+        let t0 = Instant::now();
+        let top = if case == "bag" {
+            bag_top(&cluster, &files)?
+        } else {
+            rayon_top(&pool, &files)?
+        };
+        let seconds = t0.elapsed().as_secs_f64();
+        check(top == expected, || {
+            format!("W3 {case}: top {TOP} of {} differs: {top:?}", dir.display())
+        })?;
+        Ok(Rep {
+            case,
+            system,
+            count: mb.round() as usize,
+            unit: "MB",
+            seconds,
+            phases: json!({}),
+            info: json!({"files": files.len()}),
+        })
+    })
 }

@@ -1,11 +1,12 @@
 //! W5J: the db-benchmark join questions q1 to q5 on [`Frame`]s scanned from the Parquet files
 //! `w5j_joins.py` made (in `$ONEBOX_W5J_DATA`), a partition per file: the left table `x` in 8
 //! files, `small` and `medium` in one each (so [`Frame::join`] broadcasts them), `big` in 8
-//! (so the join of `x` and `big` is a shuffle join through temporary files).
+//! (so the join of `x` and `big` is a shuffle join).
 //!
 //! Each repetition scans the files again (as every peer does), computes the whole joined
 //! frame, and checks it against the checksums of the data set's `MANIFEST.json` (rows, sum of
-//! v1, sum of v2, computed by polars when the data were made). Needs the `frame` feature.
+//! v1, sum of v2, computed by polars when the data were made). Taking turns with it, the same
+//! join as one lazy query of the polars crate (as in W5). Needs the `frame` feature.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -14,7 +15,7 @@ use onebox::frame::polars::prelude::*;
 use onebox::frame::{Frame, JoinHow};
 use serde_json::{Value, json};
 
-use super::w5::question_rep;
+use super::w5::{POLARS_CRATE, collect, question_rep, scan};
 use super::{Bench, Outcome, check};
 
 /// The questions: name, right table, key, how.
@@ -69,20 +70,36 @@ pub(super) fn run(b: &Bench) -> Outcome {
         serde_json::from_str(&std::fs::read_to_string(dir.join("MANIFEST.json"))?)?;
     let x_files = files(&dir, "x")?;
     let cluster = b.cluster()?;
-    for &(q, table, key, how) in QUESTIONS {
+    for &(q, table, key, how) in QUESTIONS.iter().filter(|(q, ..)| b.runs(q)) {
         let want = &manifest["checksums"][q];
+        let crate_case = format!("{q}:crate");
         let right_files = files(&dir, table)?;
-        b.repeat(|| {
+        let join_type = match how {
+            JoinHow::Left => JoinType::Left,
+            _ => JoinType::Inner,
+        };
+        b.alternate(2, |s| {
             let t0 = Instant::now();
-            let x = Frame::scan_parquet(&cluster, &x_files)?;
-            let right = Frame::scan_parquet(&cluster, &right_files)?;
-            let df = x.join(&right, &[key], &[key], how)?.compute()?;
+            let (df, case, system) = if s == 0 {
+                let x = Frame::scan_parquet(&cluster, &x_files)?;
+                let right = Frame::scan_parquet(&cluster, &right_files)?;
+                (
+                    x.join(&right, &[key], &[key], how)?.compute()?,
+                    q,
+                    "onebox Frame",
+                )
+            } else {
+                let on = [col(key)];
+                let args = JoinArgs::new(join_type.clone());
+                let lf = scan(&x_files)?.join(scan(&right_files)?, &on, &on, args);
+                (collect(lf)?, crate_case.as_str(), POLARS_CRATE)
+            };
             let seconds = t0.elapsed().as_secs_f64();
             check(matches(&df, want)?, || {
-                format!("W5J {q}: the answer's checksum differs from the manifest's {want}")
+                format!("W5J {q} ({system}): the answer's checksum differs from {want}")
             })?;
             let info = json!({"rows out": df.height(), "right partitions": right_files.len()});
-            Ok(question_rep(q, &manifest, seconds, info))
+            Ok(question_rep(case, system, &manifest, seconds, info))
         })?;
     }
     Ok(())
