@@ -252,6 +252,7 @@ mod tests {
             reps: 1,
             warmup: 0,
             threads: 2,
+            case: None,
         };
         run(&b).unwrap();
     }
