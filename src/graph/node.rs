@@ -709,6 +709,9 @@ impl Latch {
     }
 }
 
+/// How many times a waiting pool thread with nothing to run yields before it sleeps: about
+/// the tens of microseconds by which sibling tasks (a training step's replicas) finish apart,
+/// so that it does not sleep, to be woken at a cost, for so short a wait.
 const SPINS: u32 = 64;
 
 /// Blocks until `ready` returns a value for the state behind `mutex` (re-checked whenever
