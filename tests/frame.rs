@@ -577,11 +577,12 @@ fn a_chain_of_operations_is_one_task_per_partition() {
         .filter(|l| l.starts_with("frame-agg["))
         .count();
     assert_eq!(per_partition, 4, "{labels:?}");
-    // 4 partition tasks, 4 bucket combines, a task per result partition, one stacking them.
+    // 4 partition tasks, one saying they are stored, a task per result partition (each
+    // combining its bucket), one stacking them.
     let count = |prefix: &str| labels.iter().filter(|l| l.starts_with(prefix)).count();
-    assert_eq!(count("frame-agg-combine["), 4, "{labels:?}");
+    assert_eq!(count("frame-agg-stored"), 1, "{labels:?}");
     assert_eq!(count("frame-partition["), 4, "{labels:?}");
-    assert_eq!(labels.len(), 13, "{labels:?}");
+    assert_eq!(labels.len(), 10, "{labels:?}");
 }
 
 /// The left rows whose keys (none null) are among the right rows' keys (`semi`), or not

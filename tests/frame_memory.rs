@@ -1,6 +1,8 @@
 //! Bounded memory: a shuffle join of two frames, each three times the memory budget, then a
-//! group-by of the result, finishes with the process's peak resident memory growing by less
-//! than the budget (partitions stream from Parquet files; shuffle buckets beyond a sixteenth of the budget spill to disk).
+//! group-by of the result, and a group-by of one side in which every key is distinct, finish
+//! with the process's peak resident memory growing by less than the budget (partitions stream
+//! from Parquet files; shuffle and group-by buckets beyond a sixteenth of the budget spill to
+//! disk).
 //!
 //! Its own test binary, because the peak (`VmHWM`) is process-wide.
 #![cfg(feature = "frame")]
@@ -22,7 +24,7 @@ fn a_join_and_group_by_of_frames_three_times_the_budget() {
     const BUDGET: u64 = 48_000_000;
     // Three i64/f64 columns: 24 bytes a row; each side three times the budget.
     const ROWS: u64 = 3 * BUDGET / 24;
-    const FILES: u64 = 32;
+    const FILES: u64 = 64;
     const GROUPS: i64 = 97;
     let dir = tempfile::tempdir().unwrap();
     let (left_dir, right_dir) = (dir.path().join("left"), dir.path().join("right"));
@@ -42,18 +44,24 @@ fn a_join_and_group_by_of_frames_three_times_the_budget() {
         files, 0,
         "the small shuffles spilled though they fit in memory"
     );
-    let (want_n, want_sum) = write_sides(&left_dir, &right_dir, ROWS, FILES, GROUPS);
+    let want = write_sides(&left_dir, &right_dir, ROWS, FILES, GROUPS);
     let spills = shuffle_dirs();
     let before = peak_rss().unwrap();
     let (n, sum, files) = run(&cluster, &left_dir, &right_dir, GROUPS);
+    // A group-by in which every key is distinct (the rows, not partials, go to the buckets),
+    // written to files.
+    let distinct_dir = dir.path().join("distinct");
+    distinct_to_parquet(&cluster, &left_dir, &distinct_dir);
     let grew = peak_rss().unwrap().saturating_sub(before);
+    let left_sum = sums_by_group(&distinct_dir, GROUPS);
     eprintln!(
         "peak resident memory grew by {} MB (budget {} MB)",
         grew / 1_000_000,
         BUDGET / 1_000_000
     );
-    assert_eq!(n, want_n);
-    assert_eq!(sum, want_sum);
+    assert_eq!(n, want.n);
+    assert_eq!(sum, want.sum);
+    assert_eq!(left_sum, want.left_sum);
     assert!(grew < BUDGET, "peak grew by {grew} bytes, budget {BUDGET}");
     // The shuffles spilled bucket files, and they were removed with the frames.
     assert!(files > 0, "the shuffles wrote no bucket files");
@@ -62,6 +70,33 @@ fn a_join_and_group_by_of_frames_three_times_the_budget() {
         spills,
         "a shuffle directory was left behind"
     );
+}
+
+/// The left side grouped by `id` (all distinct: six million groups, three times the budget),
+/// written to Parquet files under `out`.
+fn distinct_to_parquet(cluster: &onebox::Cluster, left_dir: &Path, out: &Path) {
+    let left = Frame::scan_parquet(cluster, [format!("{}/*.parquet", left_dir.display())]).unwrap();
+    left.group_by(["id"])
+        .agg([col("v").sum().alias("v")])
+        .unwrap()
+        .to_parquet(out)
+        .unwrap();
+}
+
+/// Per group `id % groups`, the sum of `v` of the Parquet files under `dir` (read by polars).
+fn sums_by_group(dir: &Path, groups: i64) -> Vec<i64> {
+    let got = LazyFrame::scan_parquet(
+        PlRefPath::new(format!("{}/*.parquet", dir.display())),
+        Default::default(),
+    )
+    .unwrap()
+    .group_by([(col("id") % lit(groups)).alias("g")])
+    .agg([col("v").sum()])
+    .sort(["g"], Default::default())
+    .collect()
+    .unwrap();
+    let c = got.column("v").unwrap().cast(&DataType::Int64).unwrap();
+    c.i64().unwrap().into_no_null_iter().collect()
 }
 
 /// The shuffle directories in the temporary directory.
@@ -118,21 +153,23 @@ fn run(
     (column("n"), column("sum"), files)
 }
 
+/// The expected answers: per group `id % groups`, the count and the sum of left `v` + right
+/// `w` of the join, and the sum of left `v` alone.
+struct Answers {
+    n: Vec<i64>,
+    sum: Vec<i64>,
+    left_sum: Vec<i64>,
+}
+
 /// Writes `rows` rows to each side in `files` Parquet files. Left: ids 0..rows in order;
-/// right: the same ids in another order, every third missing. Returns the answer, per group
-/// `id % groups`: the count and the sum of left `v` + right `w`.
-fn write_sides(
-    left_dir: &Path,
-    right_dir: &Path,
-    rows: u64,
-    files: u64,
-    groups: i64,
-) -> (Vec<i64>, Vec<i64>) {
+/// right: the same ids in another order, every third missing.
+fn write_sides(left_dir: &Path, right_dir: &Path, rows: u64, files: u64, groups: i64) -> Answers {
     std::fs::create_dir_all(left_dir).unwrap();
     std::fs::create_dir_all(right_dir).unwrap();
     let mut rng = SplitMix64(7);
     let mut want_n = vec![0i64; groups as usize];
     let mut want_sum = vec![0i64; groups as usize];
+    let mut left_sum = vec![0i64; groups as usize];
     let per_file = rows / files;
     for f in 0..files {
         let ids: Vec<i64> = ((f * per_file) as i64..((f + 1) * per_file) as i64).collect();
@@ -161,11 +198,16 @@ fn write_sides(
         let file = std::fs::File::create(right_dir.join(format!("{f:03}.parquet"))).unwrap();
         ParquetWriter::new(file).finish(&mut right).unwrap();
         for (id, v) in ids.iter().zip(&v) {
+            left_sum[(id % groups) as usize] += v;
             if id % 3 != 0 {
                 want_n[(id % groups) as usize] += 1;
                 want_sum[(id % groups) as usize] += v + id % 10;
             }
         }
     }
-    (want_n, want_sum)
+    Answers {
+        n: want_n,
+        sum: want_sum,
+        left_sum,
+    }
 }

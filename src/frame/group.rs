@@ -25,9 +25,9 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use polars::prelude::*;
 
-use super::shuffle::{shuffle, split_by_hash};
+use super::shuffle::{Store, shuffle, split_by_hash};
 use super::{Frame, Part, concat_frames, polars_err, run_query, window};
-use crate::error::{Error, Result};
+use crate::error::{BoxError, Error, Result};
 use crate::graph::{Delayed, user_error};
 
 /// A frame grouped by key columns, waiting for [`agg`](GroupBy::agg). Made by
@@ -231,12 +231,27 @@ impl GroupBy {
         let buckets = frame.shuffle_partitions();
         let key_exprs = Arc::new(key_exprs);
         let needed = read_columns(key_exprs.iter().chain(&aggs));
+        // The schemas of a partition's projected rows and of its partials, for buckets that
+        // got none.
+        let empty = || DataFrame::empty_with_schema(&frame.schema).lazy();
+        let raw_schema = match needed.as_ref() {
+            Some(columns) => empty().select(columns.as_slice()).collect_schema(),
+            None => Ok(frame.schema.clone()),
+        }
+        .map_err(polars_err)?;
+        let partial_schema = empty()
+            .group_by(key_exprs.as_slice())
+            .agg(&partial)
+            .collect_schema()
+            .map_err(polars_err)?;
         // Whether partials pay, once a partition has found out (the first partitions sample
         // their rows; the later ones follow them).
         let verdict = Arc::new(AtomicU8::new(UNKNOWN));
         // Per partition: its partial aggregates (or its rows, when partials would not be
-        // fewer: see `partials_pay`), split by the hash of the keys.
-        let splits: Vec<Delayed<Arc<Pieces>>> = frame
+        // fewer: see `partials_pay`), split by the hash of the keys into `store`; the task's
+        // output says which it stored (true: rows).
+        let store = Store::new(&cluster, frame.parts.len(), buckets);
+        let splits: Vec<Delayed<bool>> = frame
             .parts
             .iter()
             .enumerate()
@@ -264,22 +279,30 @@ impl GroupBy {
                     verdict.store(ROWS_PAY, Ordering::Relaxed);
                     Ok((true, rows))
                 };
-                let keys = key_exprs.clone();
+                let (keys, store) = (key_exprs.clone(), store.clone());
                 p.query_task(
                     &cluster,
                     &format!("frame-agg[{i}]"),
                     query,
                     move |(raw, df)| {
-                        let buckets = split_by_hash(&df, &keys, buckets)?;
-                        Ok(Arc::new(Pieces { raw, buckets }))
+                        store.put(i, split_by_hash(&df, &keys, buckets)?)?;
+                        Ok(raw)
                     },
                 )
             })
             .collect();
         window(&cluster, &splits);
+        // When every partition is stored: which stored rows (true) and which partials, as a
+        // frame of one column (the partitions below take it as their input).
+        let stored = Delayed::combine(&cluster, splits, |raw| {
+            DataFrame::new(raw.len(), vec![Column::new("raw".into(), raw)]).map_err(user_error)
+        })
+        .label("frame-agg-stored");
         // Per bucket: its share of every partition, combined; every group is whole in one
         // bucket. Rows (from partitions whose partials would not pay) are aggregated with the
-        // asked-for aggregates when every piece is rows, else into partials first.
+        // asked-for aggregates when every piece is rows, else into partials first. A bucket is
+        // combined inside the task that consumes its partition (as a shuffle's output is
+        // read), so a stage of many buckets holds no more of them than it runs at once.
         let finish = Arc::new(finish);
         let aggs = Arc::new(aggs);
         let parts = (0..buckets)
@@ -290,48 +313,48 @@ impl GroupBy {
                     combine.clone(),
                     finish.clone(),
                 );
-                let partial = partial.clone();
-                let task = Delayed::combine(&cluster, splits.clone(), move |all| {
-                    let bucket = || -> std::result::Result<DataFrame, crate::error::BoxError> {
-                        if all.iter().all(|p| p.raw) {
-                            let rows =
-                                concat_frames(all.iter().map(|p| p.buckets[j].clone()).collect())?;
-                            return Ok(run_query(
-                                rows.lazy().group_by(k.as_slice()).agg(a.as_slice()),
-                            )?);
-                        }
-                        let mut dfs = Vec::with_capacity(all.len());
-                        for p in &all {
-                            let piece = p.buckets[j].clone();
-                            dfs.push(if p.raw {
-                                run_query(piece.lazy().group_by(k.as_slice()).agg(&partial))?
-                            } else {
-                                piece
-                            });
-                        }
-                        Ok(run_query(
-                            concat_frames(dfs)?
-                                .lazy()
-                                .group_by(k.as_slice())
-                                .agg(c.as_slice())
-                                .select(f.as_slice()),
-                        )?)
-                    };
-                    bucket().map_err(user_error)
-                })
-                .label(&format!("frame-agg-combine[{j}]"));
-                Part::from_task(task)
+                let (partial, store) = (partial.clone(), store.clone());
+                let (raw_schema, partial_schema) = (raw_schema.clone(), partial_schema.clone());
+                let bucket = move |raw: &[bool]| -> std::result::Result<DataFrame, BoxError> {
+                    if raw.iter().all(|&r| r) {
+                        let rows = store.read(j, &raw_schema)?;
+                        return Ok(run_query(
+                            rows.lazy().group_by(k.as_slice()).agg(a.as_slice()),
+                        )?);
+                    }
+                    let mut dfs = Vec::with_capacity(raw.len());
+                    for (i, &r) in raw.iter().enumerate() {
+                        let Some(piece) = store.get(i, j)? else {
+                            continue;
+                        };
+                        dfs.push(if r {
+                            run_query(piece.lazy().group_by(k.as_slice()).agg(&partial))?
+                        } else {
+                            piece
+                        });
+                    }
+                    if dfs.is_empty() {
+                        dfs.push(DataFrame::empty_with_schema(&partial_schema));
+                    }
+                    Ok(run_query(
+                        concat_frames(dfs)?
+                            .lazy()
+                            .group_by(k.as_slice())
+                            .agg(c.as_slice())
+                            .select(f.as_slice()),
+                    )?)
+                };
+                let mut part = Part::from_task(stored.clone());
+                part.plan = Arc::new(move |flags: Option<DataFrame>| {
+                    let flags = flags.ok_or("a group-by bucket without its input")?;
+                    let raw: Vec<bool> = flags.column("raw")?.bool()?.iter().flatten().collect();
+                    Ok(bucket(&raw)?.lazy())
+                });
+                part
             })
             .collect();
         Ok(Frame::new(&cluster, parts, out_schema))
     }
-}
-
-/// A partition's share of a group-by, split into buckets by key hash: its partial aggregates,
-/// or (`raw`) its rows.
-struct Pieces {
-    raw: bool,
-    buckets: Vec<DataFrame>,
 }
 
 /// The columns `exprs` read, as column expressions (the only ones a partition query needs to

@@ -24,15 +24,17 @@
 //! input partitions and of their rows there. Buckets in memory count in the cluster's
 //! [managed bytes](crate::Cluster::managed_bytes). The buckets, and the temporary directory
 //! of the files, go when the shuffled frame, everything made from it and their tasks are
-//! dropped; they are read again if the shuffled frame is computed again.
+//! dropped; they are read again if the shuffled frame is computed again. A group-by keeps its
+//! partials (or rows) per bucket in the same kind of [`Store`].
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use polars::prelude::*;
 
 use super::{Frame, Part, concat_frames, frame_bytes, window};
+use crate::Cluster;
 use crate::error::{BoxError, Error, Result};
 use crate::graph::node::lock;
 use crate::graph::{Delayed, user_error};
@@ -57,19 +59,34 @@ enum Stored {
     File,
 }
 
-/// The bytes of a shuffle's buckets held in memory, under its limit; they leave the
-/// cluster's managed bytes with the shuffle.
-struct Held {
-    bytes: AtomicUsize,
+/// The buckets of one stage, `inputs` rows of `outputs` buckets each: in memory while they take
+/// at most 1/[`MEMORY_SHARE`] of the cluster's memory budget (counted in its managed bytes until
+/// the store goes), in Arrow IPC files of a temporary directory beyond (made on the first
+/// spill, removed with the store).
+pub(super) struct Store {
+    dir: OnceLock<tempfile::TempDir>,
+    stored: Mutex<Vec<Vec<Stored>>>,
+    held: AtomicUsize,
     limit: usize,
     managed: Arc<AtomicUsize>,
 }
 
-impl Held {
+impl Store {
+    pub(super) fn new(cluster: &Cluster, inputs: usize, outputs: usize) -> Arc<Store> {
+        Arc::new(Store {
+            dir: OnceLock::new(),
+            stored: Mutex::new(vec![vec![Stored::Empty; outputs]; inputs]),
+            held: AtomicUsize::new(0),
+            limit: usize::try_from(cluster.plan().memory_limit / MEMORY_SHARE)
+                .unwrap_or(usize::MAX),
+            managed: cluster.inner().managed.clone(),
+        })
+    }
+
     /// Counts `bytes` more in memory if they stay within the limit.
     fn try_hold(&self, bytes: usize) -> bool {
         let fits = self
-            .bytes
+            .held
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
                 held.checked_add(bytes).filter(|&total| total <= self.limit)
             })
@@ -79,23 +96,98 @@ impl Held {
         }
         fits
     }
+
+    fn path(&self, input: usize, output: usize) -> std::result::Result<PathBuf, BoxError> {
+        let dir = match self.dir.get() {
+            Some(dir) => dir,
+            None => {
+                let made = tempfile::Builder::new()
+                    .prefix("onebox-frame-shuffle-")
+                    .tempdir()
+                    .map_err(|e| Error::io(std::env::temp_dir(), e))?;
+                // Another input may have made one meanwhile: then `made` is removed.
+                let _ = self.dir.set(made);
+                self.dir.get().ok_or("no spill directory")?
+            }
+        };
+        Ok(dir.path().join(format!("in{input}-out{output}.arrow")))
+    }
+
+    /// Stores input `i`'s buckets, one per output (an empty frame for none).
+    pub(super) fn put(
+        &self,
+        i: usize,
+        buckets: Vec<DataFrame>,
+    ) -> std::result::Result<(), BoxError> {
+        let mut row = Vec::with_capacity(buckets.len());
+        for (j, mut bucket) in buckets.into_iter().enumerate() {
+            row.push(if bucket.height() == 0 {
+                Stored::Empty
+            } else if self.try_hold(frame_bytes(&bucket)) {
+                Stored::Memory(bucket)
+            } else {
+                let path = self.path(i, j)?;
+                let file = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
+                IpcWriter::new(std::io::BufWriter::new(file))
+                    .finish(&mut bucket)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                Stored::File
+            });
+        }
+        lock(&self.stored)[i] = row;
+        Ok(())
+    }
+
+    /// Input `i`'s bucket `j`, `None` when it has no rows.
+    pub(super) fn get(
+        &self,
+        i: usize,
+        j: usize,
+    ) -> std::result::Result<Option<DataFrame>, BoxError> {
+        let stored = lock(&self.stored)[i][j].clone();
+        Ok(match stored {
+            Stored::Empty => None,
+            Stored::Memory(df) => Some(df),
+            Stored::File => {
+                let path = self.path(i, j)?;
+                let file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+                let df = IpcReader::new(file)
+                    .finish()
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                Some(df)
+            }
+        })
+    }
+
+    /// Bucket `j` of every input, in input order, stacked (`schema`'s empty frame for none).
+    pub(super) fn read(
+        &self,
+        j: usize,
+        schema: &SchemaRef,
+    ) -> std::result::Result<DataFrame, BoxError> {
+        let inputs = lock(&self.stored).len();
+        let mut dfs = Vec::new();
+        for i in 0..inputs {
+            dfs.extend(self.get(i, j)?);
+        }
+        if dfs.is_empty() {
+            return Ok(DataFrame::empty_with_schema(schema));
+        }
+        concat_frames(dfs)
+    }
 }
 
-impl Drop for Held {
+impl Drop for Store {
     fn drop(&mut self) {
         self.managed
-            .fetch_sub(*self.bytes.get_mut(), Ordering::Relaxed);
+            .fetch_sub(*self.held.get_mut(), Ordering::Relaxed);
     }
 }
 
 /// The buckets of one shuffle, made by `inputs` tasks for `outputs` partitions.
 pub(super) struct Buckets {
-    dir: Arc<tempfile::TempDir>,
-    /// `stored[i][j]`: input `i`'s bucket for output `j`; complete once `written` has
-    /// finished.
-    stored: Arc<Mutex<Vec<Vec<Stored>>>>,
-    /// What `stored` holds in memory (counted until the buckets go).
-    _held: Arc<Held>,
+    /// Complete once `written` has finished.
+    store: Arc<Store>,
     schema: SchemaRef,
     /// The tasks splitting the input partitions, one each.
     writes: Vec<Delayed<()>>,
@@ -104,7 +196,7 @@ pub(super) struct Buckets {
 }
 
 impl Buckets {
-    /// A task finishing when every bucket file is written.
+    /// A task finishing when every bucket is stored.
     pub(super) fn written(&self) -> Delayed<DataFrame> {
         self.written.clone()
     }
@@ -119,29 +211,7 @@ impl Buckets {
 
     /// Output partition `j`'s rows: its buckets from every input, in input order.
     pub(super) fn read(&self, j: usize) -> std::result::Result<DataFrame, BoxError> {
-        let column: Vec<Stored> = lock(&self.stored)
-            .iter()
-            .map(|row| row[j].clone())
-            .collect();
-        let mut dfs = Vec::new();
-        for (i, stored) in column.into_iter().enumerate() {
-            let df = match stored {
-                Stored::Empty => continue,
-                Stored::Memory(df) => df,
-                Stored::File => {
-                    let path = bucket_path(self.dir.path(), i, j);
-                    let file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
-                    IpcReader::new(file)
-                        .finish()
-                        .map_err(|e| format!("{}: {e}", path.display()))?
-                }
-            };
-            dfs.push(df);
-        }
-        if dfs.is_empty() {
-            return Ok(DataFrame::empty_with_schema(&self.schema));
-        }
-        concat_frames(dfs)
+        self.store.read(j, &self.schema)
     }
 
     /// A part made of output partition `j`, `f` turning its rows into the partition's query.
@@ -155,10 +225,6 @@ impl Buckets {
         part.plan = Arc::new(move |_| f(me.read(j)?));
         part
     }
-}
-
-fn bucket_path(dir: &Path, input: usize, output: usize) -> PathBuf {
-    dir.join(format!("in{input}-out{output}.arrow"))
 }
 
 /// `df`'s rows split by the hash of the `keys` columns into `n` frames (row order kept).
@@ -236,26 +302,14 @@ pub(super) fn shuffle(frame: &Frame, keys: Vec<Expr>, n: usize, what: &str) -> R
 
 /// Shuffles `frame` into `n` partitions as `route` says.
 pub(super) fn shuffle_by(frame: &Frame, route: Route, n: usize, what: &str) -> Result<Buckets> {
-    let dir = tempfile::Builder::new()
-        .prefix("onebox-frame-shuffle-")
-        .tempdir()
-        .map_err(|e| Error::io(std::env::temp_dir(), e))?;
-    let dir = Arc::new(dir);
     let route = Arc::new(route);
-    let stored = Arc::new(Mutex::new(vec![vec![Stored::Empty; n]; frame.parts.len()]));
-    let held = Arc::new(Held {
-        bytes: AtomicUsize::new(0),
-        limit: usize::try_from(frame.cluster.plan().memory_limit / MEMORY_SHARE)
-            .unwrap_or(usize::MAX),
-        managed: frame.cluster.inner().managed.clone(),
-    });
+    let store = Store::new(&frame.cluster, frame.parts.len(), n);
     let writes: Vec<Delayed<()>> = frame
         .parts
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            let (dir, route, stored, held) =
-                (dir.clone(), route.clone(), stored.clone(), held.clone());
+            let (route, store) = (route.clone(), store.clone());
             p.task(
                 &frame.cluster,
                 &format!("frame-{what}-write[{i}]"),
@@ -265,24 +319,7 @@ pub(super) fn shuffle_by(frame: &Frame, route: Route, n: usize, what: &str) -> R
                         Route::Bucket(bucket) => split_by_bucket(&df, bucket, n)?,
                     };
                     drop(df);
-                    let mut row = vec![Stored::Empty; n];
-                    for (j, mut bucket) in buckets.into_iter().enumerate() {
-                        if bucket.height() == 0 {
-                            continue;
-                        }
-                        if held.try_hold(frame_bytes(&bucket)) {
-                            row[j] = Stored::Memory(bucket);
-                            continue;
-                        }
-                        let path = bucket_path(dir.path(), i, j);
-                        let file = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
-                        IpcWriter::new(std::io::BufWriter::new(file))
-                            .finish(&mut bucket)
-                            .map_err(|e| format!("{}: {e}", path.display()))?;
-                        row[j] = Stored::File;
-                    }
-                    lock(&stored)[i] = row;
-                    Ok(())
+                    store.put(i, buckets)
                 },
             )
         })
@@ -291,9 +328,7 @@ pub(super) fn shuffle_by(frame: &Frame, route: Route, n: usize, what: &str) -> R
     let written = Delayed::combine(&frame.cluster, writes.clone(), |_| Ok(DataFrame::empty()))
         .label(&format!("frame-{what}-written"));
     Ok(Buckets {
-        dir,
-        stored,
-        _held: held,
+        store,
         schema: frame.schema.clone(),
         writes,
         written,
