@@ -4,11 +4,14 @@
 //! of sums, a mean into a sum and a count, a variance into a count, a mean and a sum of squared
 //! deviations (merged with Chan's formula), a count of distinct values into the list of each
 //! partition's distinct values (merged by union). Each partition's partials are split by the
-//! hash of the keys into as many buckets as the frame has partitions (at most 64); bucket
-//! `j`'s task stacks bucket `j` of every partition, combines its groups (whole there) and turns
-//! the partial columns into the asked-for outputs. The buckets are the result's partitions.
-//! A group-by with many groups (as many as rows, at worst) so combines on every thread,
-//! in pieces that fit the caches, instead of in one task over every partial.
+//! hash of the keys into as many buckets as the frame has partitions (at most 64), kept like a
+//! shuffle's (in memory up to a share of the memory budget, in files beyond: the shuffle
+//! module's `Store`). The buckets are the result's partitions: partition `j` stacks bucket `j`
+//! of every partition, combines its groups (whole there) and turns the partial columns into
+//! the asked-for outputs, inside the task that consumes it (so a stage holds no more combined
+//! buckets than it runs at once). A group-by with many groups (as many as rows, at worst) so
+//! combines on every thread, in pieces that fit the caches, instead of in one task over every
+//! partial, and within the memory budget.
 //!
 //! When partials would not be fewer than the rows (nearly every key distinct: see
 //! `partials_pay`), a partition sends its rows instead, split the same way, and a bucket of
