@@ -54,6 +54,7 @@ const SEED: u64 = 0x6f6e_6562_6f78_0005;
 enum Stored {
     /// No rows.
     Empty,
+    /// Kept in memory.
     Memory(DataFrame),
     /// Spilled to the file `in<i>-out<j>.arrow`.
     File,
