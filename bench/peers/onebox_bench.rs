@@ -18,6 +18,14 @@
 //! repetitions are printed too (`"warmup":true`) and left out of the medians by the harness.
 //!
 //! To add a workload: write a `fn(&Bench) -> Outcome` below and add a row to [`WORKLOADS`].
+//!
+//! The program allocates with mimalloc, as polars asks of the Rust programs it runs in (its
+//! Python wheels, the peers', ship jemalloc): with glibc's malloc the db-benchmark group-by
+//! questions ran up to a third slower (G1 q1 112 ms against 77 ms on 2 cores), polars' own
+//! queries too.
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::hint::black_box;
 use std::process::Command;
