@@ -77,8 +77,13 @@ fn matches(df: &DataFrame, want: &Value) -> std::result::Result<bool, Box<dyn st
     Ok(true)
 }
 
-/// The system name of the polars crate's rows (their case is the question's, then `:crate`).
+/// The system name of the polars crate's rows.
 pub(super) const POLARS_CRATE: &str = "polars crate 0.55, one lazy query";
+
+/// The case of the polars crate's rows for question `q` (the harness picks rows by case).
+pub(super) fn crate_case(q: &str) -> String {
+    format!("{q}:crate")
+}
 
 /// One polars scan of all the files.
 pub(super) fn scan(files: &[String]) -> PolarsResult<LazyFrame> {
@@ -123,7 +128,7 @@ pub(super) fn run(b: &Bench) -> Outcome {
     let cluster = b.cluster()?;
     for &(q, keys, aggs) in QUESTIONS.iter().filter(|(q, ..)| b.runs(q)) {
         let want = &manifest["checksums"][q];
-        let crate_case = format!("{q}:crate");
+        let crate_case = crate_case(q);
         let exprs: Vec<Expr> = aggs
             .iter()
             .map(|&(name, source, how)| aggregation(name, source, how))

@@ -15,7 +15,7 @@ use onebox::frame::polars::prelude::*;
 use onebox::frame::{Frame, JoinHow};
 use serde_json::{Value, json};
 
-use super::w5::{POLARS_CRATE, collect, question_rep, scan};
+use super::w5::{POLARS_CRATE, collect, crate_case, question_rep, scan};
 use super::{Bench, Outcome, check};
 
 /// The questions: name, right table, key, how.
@@ -72,7 +72,7 @@ pub(super) fn run(b: &Bench) -> Outcome {
     let cluster = b.cluster()?;
     for &(q, table, key, how) in QUESTIONS.iter().filter(|(q, ..)| b.runs(q)) {
         let want = &manifest["checksums"][q];
-        let crate_case = format!("{q}:crate");
+        let crate_case = crate_case(q);
         let right_files = files(&dir, table)?;
         let join_type = match how {
             JoinHow::Left => JoinType::Left,

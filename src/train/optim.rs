@@ -14,8 +14,9 @@ use crate::error::{Error, Result};
 ///   `p -= lr * m_hat / (sqrt(v_hat) + eps)` with the bias corrections `m_hat = m / (1 - b1^t)`,
 ///   `v_hat = v / (1 - b2^t)`, computed as PyTorch does:
 ///   `p -= (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)` (here with the division
-///   by the scalar `sqrt(1 - b2^t)` as a multiplication by its inverse). Weight decay is added to the gradient (Adam) or, when
-///   `decoupled`, applied directly as `p -= lr * weight_decay * p` (AdamW).
+///   by the scalar `sqrt(1 - b2^t)` as a multiplication by its inverse). Weight decay is added
+///   to the gradient (Adam) or, when `decoupled`, applied directly as
+///   `p -= lr * weight_decay * p` (AdamW).
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum Optimizer {
@@ -339,8 +340,9 @@ pub(crate) struct Slices<'a, F> {
 }
 
 /// Update number `step` (from 1) of a piece of the parameters with its piece of the averaged
-/// gradient, `grad_sum / divisor` (divided here, in the update's one pass). Each element's update depends only on that element, so pieces can be updated in
-/// parallel with the same bits as one whole update.
+/// gradient, `grad_sum / divisor` (divided here, in the update's one pass). Each element's
+/// update depends only on that element, so pieces can be updated in parallel with the same
+/// bits as one whole update.
 ///
 /// The loops have no branches inside (a zero weight decay adds `0 * p`), so that they compile
 /// to vector instructions.

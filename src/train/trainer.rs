@@ -243,7 +243,8 @@ impl<F: Float> Trainer<F> {
     /// `out` zeroed: it must **add** to `out` the gradient of the loss summed over the batch's
     /// samples and return that summed loss. It must be deterministic (the same inputs give the
     /// same bits) for the result to be. The trainer divides by the global batch size and
-    /// applies the optimizer. `on_epoch` sees each epoch's [`EpochStats`] as it ends.
+    /// applies the optimizer. `on_epoch` sees each epoch's [`EpochStats`] as it ends, on the
+    /// pool thread that runs the epochs (hence `Send`).
     ///
     /// On an error (from `data`, from `grad`, a panic in `grad`, or a loss that is not finite)
     /// the trainer is left as it was before the failing epoch.
