@@ -254,28 +254,8 @@ fn moments_block<T: Float>(
         return moments(&one(n), &one(mean), &one(m2));
     }
     if !skip_nan && let (Some(row), Some(s)) = (first_axis_rows(&v, axes), v.as_slice()) {
-        // the first axis of a contiguous block: two passes over its rows, as slices
-        let rows = v.shape()[0];
-        let n = T::from(rows).unwrap_or_else(T::nan);
-        let mut sum = vec![T::zero(); row];
-        add_rows(&mut sum, s);
-        let mean: Vec<T> = sum
-            .iter()
-            .map(|&t| if rows > 0 { t / n } else { T::zero() })
-            .collect();
-        let mut m2 = vec![T::zero(); row];
-        for r in s.chunks_exact(row) {
-            for ((q, &m), &x) in m2.iter_mut().zip(&mean).zip(r) {
-                let d = x - m;
-                *q = *q + d * d;
-            }
-        }
-        let out: Vec<Moments<T>> = mean
-            .iter()
-            .zip(&m2)
-            .map(|(&mean, &m2)| Moments { n, mean, m2 })
-            .collect();
-        return filled(&keep_shape, &out);
+        // the first axis of a contiguous block: two passes per strip of columns
+        return filled(&keep_shape, &column_moments(s, row));
     }
     if let [a] = axes {
         // one axis: accumulate its slices into arrays of the kept shape
@@ -353,6 +333,52 @@ fn moments_block<T: Float>(
     });
     let m2 = fold_axes(dev.view(), axes, T::zero(), |a, &x| *a + x, |a, b| *a + *b);
     moments(&count, &mean, &m2)
+}
+
+/// Columns per strip in [`column_moments`]: a cache line of f64.
+const STRIP: usize = 8;
+
+/// The moments of each column of `s` (rows of `row` elements, row-major) in two passes: the
+/// sums row by row (a sequential read, which also brings a block from memory into cache),
+/// then the squared deviations strip by strip, a strip's accumulators held in registers over
+/// the rows.
+fn column_moments<T: Float>(s: &[T], row: usize) -> Vec<Moments<T>> {
+    let rows = s.len() / row;
+    let n = T::from(rows).unwrap_or_else(T::nan);
+    let mut mean = vec![T::zero(); row];
+    add_rows(&mut mean, s);
+    for m in &mut mean {
+        *m = if rows > 0 { *m / n } else { T::zero() };
+    }
+    let mut m2 = vec![T::zero(); row];
+    let mut c = 0;
+    while c + STRIP <= row {
+        strip_sq_dev::<T, STRIP>(s, row, c, &mean, &mut m2);
+        c += STRIP;
+    }
+    while c < row {
+        strip_sq_dev::<T, 1>(s, row, c, &mean, &mut m2);
+        c += 1;
+    }
+    mean.iter()
+        .zip(&m2)
+        .map(|(&mean, &m2)| Moments { n, mean, m2 })
+        .collect()
+}
+
+/// The squared deviations of columns `c..c + W` of `s` (rows of `row` elements) from their
+/// means, into `m2`.
+#[inline]
+fn strip_sq_dev<T: Float, const W: usize>(s: &[T], row: usize, c: usize, mean: &[T], m2: &mut [T]) {
+    let mean: [T; W] = std::array::from_fn(|k| mean[c + k]);
+    let mut acc = [T::zero(); W];
+    for x in s.chunks_exact(row).map(|r| &r[c..c + W]) {
+        for k in 0..W {
+            let d = x[k] - mean[k];
+            acc[k] = acc[k] + d * d;
+        }
+    }
+    m2[c..c + W].copy_from_slice(&acc);
 }
 
 /// A value and its index, for `argmin` and `argmax`.
