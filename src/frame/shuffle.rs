@@ -281,6 +281,11 @@ fn take_buckets(
     for (row, b) in buckets.enumerate() {
         idx[b].push(row as IdxSize);
     }
+    // One chunk per column first (a Parquet file's row groups are chunks): polars gathers
+    // from a string column of several chunks by copying every string into new buffers, from
+    // one chunk by copying 16-byte views.
+    let mut df = df.clone();
+    df.rechunk_mut();
     Ok(idx
         .into_iter()
         .map(|ix| df.take(&IdxCa::from_vec(PlSmallStr::EMPTY, ix)))
