@@ -22,18 +22,19 @@
 //! The program allocates with mimalloc, as polars asks of the Rust programs it runs in (its
 //! Python wheels, the peers', ship jemalloc): with glibc's malloc the db-benchmark group-by
 //! questions ran up to a third slower (G1 q1 112 ms against 77 ms on 2 cores), polars' own
-//! queries too. Freed memory is purged the way Python polars has jemalloc purge it (`muzzy_decay_ms:-1`:
-//! pages are handed back lazily, with MADV_FREE, and reused without faulting while the kernel
-//! has not taken them): mimalloc's default unmaps them (MADV_DONTNEED), and faulting fresh zeroed
-//! pages back in took a fifth of the 10M x 10M join (J1 q5 4.7 -> 3.2 s on 2 cores; the polars
-//! crate's own query 2.8 -> 2.35 s).
+//! queries too. mimalloc is set never to purge freed memory (a benchmark has no need to hand
+//! pages back to the OS, and Python polars' jemalloc keeps them too: `muzzy_decay_ms:-1`):
+//! with mimalloc's default, the pages of a memory-heavy question are unmapped after each
+//! repetition and fault in afresh, zeroed, in the next. On 2 cores J1 q5 took 4.7 s with the
+//! default and 3.2 s purging with MADV_FREE (the polars crate's own query 2.8 and 2.35 s);
+//! J1 q4 took 0.45 s purging with MADV_FREE and 0.39 s never purging (the crate 0.36, 0.35 s).
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// mimalloc's `mi_option_purge_decommits` (mimalloc.h; libmimalloc-sys names no constant for
-/// it): 0 purges with MADV_FREE instead of decommitting.
-const MI_OPTION_PURGE_DECOMMITS: libmimalloc_sys::mi_option_t = 5;
+/// mimalloc's `mi_option_purge_delay` (mimalloc.h; libmimalloc-sys names no constant for it):
+/// milliseconds before freed memory is purged, -1 for never.
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 use std::hint::black_box;
 use std::process::Command;
@@ -481,7 +482,7 @@ fn w2_child() -> Outcome {
 
 fn main() -> Outcome {
     // SAFETY: sets an option before any other thread exists; mimalloc reads it when purging.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DECOMMITS, 0) };
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
     let args = Args::parse();
     if args.w2_child {
         return w2_child();
