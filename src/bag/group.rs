@@ -15,7 +15,7 @@ use hashbrown::{DefaultHashBuilder, HashMap, HashSet};
 use super::reduce::{Combine, tree};
 use super::wordmap::WordCounts;
 use super::{Bag, Flow, Halt, Part, Run, drive_str_or, halt_error};
-use crate::error::{Error, Result, TaskFailure};
+use crate::error::{Error, Result};
 use crate::graph::{Delayed, user_error};
 
 /// `a` with every entry of `b` merged in by `combine` (`a`'s value first).
@@ -37,15 +37,12 @@ fn merge_maps<K: Hash + Eq, A>(
 }
 
 /// A counting map of `String`s as the `HashMap<T, u64>` it is when `T` is `String`.
-fn as_generic<M: 'static, T: 'static>(
-    m: HashMap<String, M>,
-) -> std::result::Result<HashMap<T, M>, TaskFailure> {
+fn as_generic<M: 'static, T: 'static>(m: HashMap<String, M>) -> Result<HashMap<T, M>> {
     let boxed: Box<dyn Any> = Box::new(m);
-    boxed.downcast::<HashMap<T, M>>().map(|b| *b).map_err(|_| {
-        user_error(Error::Invalid(
-            "a text partition in a bag of non-strings".into(),
-        ))
-    })
+    boxed
+        .downcast::<HashMap<T, M>>()
+        .map(|b| *b)
+        .map_err(|_| Error::Invalid("a text partition in a bag of non-strings".into()))
 }
 
 /// An item with its key and position: ordered by key, then earlier first (the better is
@@ -208,10 +205,12 @@ impl<T: Clone + Send + 'static> Bag<T> {
     where
         T: Hash + Eq,
     {
-        let partials = (0..self.npartitions())
-            .map(|i| {
-                self.part_task(i, "frequencies", |part| {
-                    if part.text.is_some() {
+        if !self.parts.is_empty() && self.parts.iter().all(|p| p.text.is_some()) {
+            // Text: the partitions' word tables merge as they are (short words stay two
+            // machine words, no string is made) and become strings once, at the end.
+            let partials = (0..self.npartitions())
+                .map(|i| {
+                    self.part_task(i, "frequencies", |part| {
                         let mut counts = WordCounts::new();
                         drive_str_or(
                             part,
@@ -221,8 +220,29 @@ impl<T: Clone + Send + 'static> Bag<T> {
                             },
                             &mut |_| Ok(()),
                         )?;
-                        return as_generic(counts.into_map());
-                    }
+                        Ok(counts)
+                    })
+                })
+                .collect();
+            let merge: Combine<WordCounts> = Arc::new(|tables: Vec<WordCounts>| {
+                Ok(tables
+                    .into_iter()
+                    .reduce(WordCounts::merge)
+                    .unwrap_or_else(WordCounts::new))
+            });
+            return tree(
+                &self.cluster,
+                partials,
+                self.split_every,
+                "frequencies",
+                merge,
+            )
+            .try_map(|counts| as_generic(counts.into_map()))
+            .label("bag-frequencies-strings");
+        }
+        let partials = (0..self.npartitions())
+            .map(|i| {
+                self.part_task(i, "frequencies", |part| {
                     let mut counts: HashMap<T, u64> = HashMap::new();
                     part.drive(&mut |x| {
                         *counts.entry(x).or_insert(0) += 1;
@@ -275,7 +295,8 @@ impl<T: Clone + Send + 'static> Bag<T> {
                             },
                             &mut |_| Ok(()),
                         )?;
-                        let seen: HashMap<T, u64> = as_generic(seen.into_map())?;
+                        let seen: HashMap<T, u64> =
+                            as_generic(seen.into_map()).map_err(user_error)?;
                         return Ok(seen.into_keys().collect::<HashSet<T>>());
                     }
                     let mut seen = HashSet::new();

@@ -19,6 +19,7 @@ const INLINE: usize = 15;
 
 /// A short key and its count: the key's bytes zero-padded to 16, read as two little-endian
 /// words, with the length in the top byte of `hi`.
+#[derive(Clone)]
 struct Slot {
     lo: u64,
     hi: u64,
@@ -84,6 +85,7 @@ fn fold_mul(a: u64, b: u64) -> u64 {
 }
 
 /// Counts of text items.
+#[derive(Clone)]
 pub(crate) struct WordCounts {
     short: HashTable<Slot>,
     long: HashMap<String, u64>,
@@ -113,6 +115,12 @@ impl WordCounts {
             return;
         }
         let (lo, hi) = split16(b);
+        self.add_short(lo, hi, n);
+    }
+
+    /// Adds `n` to the count of the short key `(lo, hi)`.
+    #[inline]
+    fn add_short(&mut self, lo: u64, hi: u64, n: u64) {
         let seeds = self.seeds;
         let hash = |lo: u64, hi: u64| fold_mul(lo ^ seeds.0, hi ^ seeds.1);
         match self.short.entry(
@@ -125,6 +133,23 @@ impl WordCounts {
                 v.insert(Slot { lo, hi, count: n });
             }
         }
+    }
+
+    /// The counts of both tables, summed (the larger table takes in the smaller).
+    pub(crate) fn merge(self, other: WordCounts) -> WordCounts {
+        let size = |c: &WordCounts| c.short.len() + c.long.len();
+        let (mut big, small) = if size(&other) > size(&self) {
+            (other, self)
+        } else {
+            (self, other)
+        };
+        for s in small.short {
+            big.add_short(s.lo, s.hi, s.count);
+        }
+        for (w, n) in small.long {
+            *big.long.entry(w).or_insert(0) += n;
+        }
+        big
     }
 
     /// The counts as a map of owned strings.
@@ -183,6 +208,22 @@ mod tests {
         fn counts_like_a_hash_map(words in prop::collection::vec("\\PC{0,20}|[ab\\x00]{0,18}", 0..60)) {
             let words: Vec<&str> = words.iter().map(String::as_str).collect();
             prop_assert_eq!(count(&words), expected(&words));
+        }
+
+        #[test]
+        fn merged_tables_count_both(
+            a in prop::collection::vec("\\PC{0,20}|[ab]{0,18}", 0..40),
+            b in prop::collection::vec("\\PC{0,20}|[ab]{0,18}", 0..40),
+        ) {
+            let table = |words: &[String]| {
+                let mut m = WordCounts::new();
+                for w in words {
+                    m.add(w, 1);
+                }
+                m
+            };
+            let both: Vec<&str> = a.iter().chain(&b).map(String::as_str).collect();
+            prop_assert_eq!(table(&a).merge(table(&b)).into_map(), expected(&both));
         }
     }
 }
