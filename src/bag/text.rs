@@ -167,63 +167,104 @@ fn invalid_utf8(path: &Path, offset: u64) -> Error {
     ))
 }
 
-/// Reads the lines that start in `start..end` of `path`: the bytes from the first line start
-/// at or after `start` to the end of the last line starting before `end`. Returns the bytes
-/// and the file offset of the first one.
-fn read_block(path: &Path, start: u64, end: u64) -> io::Result<(Vec<u8>, u64)> {
-    let mut f = File::open(path)?;
+/// Bytes a block is read in at a time: each piece of whole lines goes to the consumer while it
+/// is still in cache, and one buffer serves the whole block.
+const PIECE: usize = 1 << 20;
+
+/// Hands `sink` the lines that start in `start..end` of `path`, in pieces of whole lines (read
+/// `piece` bytes at a time): from
+/// the first line start at or after `start` through the end of the last line starting before
+/// `end` (read on past `end` to its newline or the end of the file). Invalid UTF-8 is an error
+/// naming the file offset, or replaced when `lossy`.
+fn read_lines(
+    path: &Path,
+    (start, end): (u64, u64),
+    lossy: bool,
+    piece: usize,
+    sink: &mut dyn FnMut(&str) -> Flow,
+) -> Flow {
+    let io_err = |e: io::Error| halt_error(Error::io(path, e));
+    let mut f = File::open(path).map_err(io_err)?;
     let from = start.saturating_sub(1);
-    f.seek(SeekFrom::Start(from))?;
-    let mut buf = Vec::with_capacity((end - from) as usize + 4096);
-    (&mut f).take(end - from).read_to_end(&mut buf)?;
-    let skip = if start == 0 {
-        0
-    } else {
-        match buf.iter().position(|&b| b == b'\n') {
-            Some(p) => p + 1,
-            // No line starts in this block: it is the middle of a longer line.
-            None => return Ok((Vec::new(), end)),
+    f.seek(SeekFrom::Start(from)).map_err(io_err)?;
+    // `buf` holds the file's bytes from offset `at`; `skipping` until the first line start.
+    let mut buf: Vec<u8> = Vec::with_capacity(piece + 4096);
+    let mut at = from;
+    let mut skipping = start > 0;
+    let mut eof = false;
+    loop {
+        if !eof {
+            let old = buf.len();
+            buf.resize(old + piece, 0);
+            let n = f.read(&mut buf[old..]).map_err(io_err)?;
+            buf.truncate(old + n);
+            eof = n == 0;
         }
-    };
-    if from + skip as u64 >= end {
-        return Ok((Vec::new(), end));
-    }
-    // The last line may run past `end`: read on to its newline (or the end of the file).
-    if buf.len() as u64 == end - from && buf.last() != Some(&b'\n') {
-        let mut chunk = vec![0u8; 64 * 1024];
-        loop {
-            let n = f.read(&mut chunk)?;
-            if n == 0 {
-                break;
+        if skipping {
+            match buf.iter().position(|&b| b == b'\n') {
+                Some(p) => {
+                    buf.drain(..=p);
+                    at += p as u64 + 1;
+                    skipping = false;
+                }
+                None if eof => return Ok(()),
+                None => {
+                    // The middle of a long line: none of it is ours.
+                    at += buf.len() as u64;
+                    buf.clear();
+                    if at >= end {
+                        return Ok(());
+                    }
+                    continue;
+                }
             }
-            if let Some(p) = chunk[..n].iter().position(|&b| b == b'\n') {
-                buf.extend_from_slice(&chunk[..=p]);
-                break;
-            }
-            buf.extend_from_slice(&chunk[..n]);
         }
+        if at >= end {
+            return Ok(());
+        }
+        // The newline ending the last line that starts before `end`, if read yet: the rest
+        // of the block is up to it.
+        let last = (end - at - 1) as usize;
+        let cut = match buf
+            .get(last..)
+            .and_then(|t| t.iter().position(|&b| b == b'\n'))
+        {
+            Some(p) => Some(last + p + 1),
+            None if eof => Some(buf.len()),
+            None => None,
+        };
+        let (upto, done) = match cut {
+            Some(c) => (c, true),
+            // Whole lines so far, the partial last one kept for the next read.
+            None => match buf.iter().rposition(|&b| b == b'\n') {
+                Some(p) => (p + 1, false),
+                None => (0, false),
+            },
+        };
+        if upto > 0 {
+            let bytes = &buf[..upto];
+            let text = match std::str::from_utf8(bytes) {
+                Ok(s) => std::borrow::Cow::Borrowed(s),
+                Err(_) if lossy => String::from_utf8_lossy(bytes),
+                Err(e) => {
+                    return Err(halt_error(invalid_utf8(path, at + e.valid_up_to() as u64)));
+                }
+            };
+            sink(&text)?;
+        }
+        if done {
+            return Ok(());
+        }
+        buf.drain(..upto);
+        at += upto as u64;
     }
-    buf.drain(..skip);
-    Ok((buf, from + skip as u64))
 }
 
-/// A partition reading one block of a plain text file: hands out the block's lines as one
-/// piece of text.
+/// A partition reading one block of a plain text file: hands out the block's lines, a piece
+/// of whole lines at a time.
 fn block_run(path: Arc<Path>, start: u64, end: u64, lossy: bool) -> TextRun {
     Arc::new(move |sink: &mut dyn FnMut(&str) -> Flow| {
-        let (bytes, offset) =
-            read_block(&path, start, end).map_err(|e| halt_error(Error::io(&*path, e)))?;
-        let text = match std::str::from_utf8(&bytes) {
-            Ok(s) => std::borrow::Cow::Borrowed(s),
-            Err(_) if lossy => String::from_utf8_lossy(&bytes),
-            Err(e) => {
-                return Err(halt_error(invalid_utf8(
-                    &path,
-                    offset + e.valid_up_to() as u64,
-                )));
-            }
-        };
-        sink(&text)
+        read_lines(&path, (start, end), lossy, PIECE, sink)
     })
 }
 
@@ -586,4 +627,77 @@ fn write_partition<T: Display + 'static>(
     tmp.persist(path)
         .map_err(|e| user_error(Error::io(path, e.error)))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Halt;
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The lines of `text` that start in `start..end`, each through its newline (or the end).
+    fn lines_starting_in(text: &str, start: usize, end: usize) -> String {
+        let mut out = String::new();
+        let mut s = 0;
+        for line in text.split_inclusive('\n') {
+            if s >= start && s < end {
+                out.push_str(line);
+            }
+            s += line.len();
+        }
+        out
+    }
+
+    #[test]
+    fn invalid_utf8_is_named_by_its_file_offset_whatever_the_piece() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.txt");
+        let bytes = b"good line\nsecond line\nbad \xff here\nafter\n";
+        std::fs::write(&path, bytes).unwrap();
+        let offset = bytes.iter().position(|&b| b == 0xff).unwrap();
+        for piece in 1..12 {
+            let r = read_lines(
+                &path,
+                (0, bytes.len() as u64),
+                false,
+                piece,
+                &mut |_| Ok(()),
+            );
+            let message = match r {
+                Err(Halt::Failed(e)) => format!("{e:?}"),
+                _ => String::from("no error"),
+            };
+            assert!(
+                message.contains(&format!("byte {offset}")),
+                "{piece}: {message}"
+            );
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn a_block_reads_the_lines_starting_in_it_piece_by_piece(
+            text in "([a-zé日 ]{0,12}\n){0,12}[a-z]{0,5}",
+            a in 0usize..200,
+            b in 0usize..200,
+            piece in 1usize..9,
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("t.txt");
+            std::fs::write(&path, &text).unwrap();
+            let (start, end) = (a.min(b).min(text.len()), a.max(b).min(text.len() + 1));
+            let mut got = String::new();
+            // Only the last piece may end without a newline (the file's unterminated last line).
+            let (mut open, mut after_open) = (false, false);
+            read_lines(&path, (start as u64, end as u64), false, piece, &mut |t| {
+                got.push_str(t);
+                after_open |= open;
+                open = !t.ends_with('\n');
+                Ok(())
+            })
+            .unwrap_or_else(|_| panic!("the read failed"));
+            prop_assert_eq!(&got, &lines_starting_in(&text, start, end));
+            prop_assert!(!after_open, "a piece came after one that ended inside a line");
+        }
+    }
 }
