@@ -108,8 +108,8 @@ pub(crate) fn for_each_word(text: &str, emit: &mut dyn FnMut(&str) -> Flow) -> F
     let mut carry = 0u64;
     let mut base = 0;
     while base < n {
-        let block: [u8; BLOCK] = match bytes.get(base..base + BLOCK) {
-            Some(b) => b.try_into().unwrap_or([b' '; BLOCK]),
+        let block: [u8; BLOCK] = match bytes[base..].first_chunk::<BLOCK>() {
+            Some(b) => *b,
             None => {
                 // The last, short block, padded with spaces (they end its last word at `n`).
                 let mut b = [b' '; BLOCK];
