@@ -200,45 +200,47 @@ impl<T: Clone + Send + 'static> Bag<T> {
         Bag::from_delayed(&self.cluster, vec![out]).split_every(self.split_every)
     }
 
+    /// The word tables of the partitions, merged in a tree of tasks, when every partition is
+    /// text (lines as `&str`): short words stay two machine words through the merges and no
+    /// string is made until the end. `None` for other bags.
+    fn word_tables(&self, op: &str) -> Option<Delayed<WordCounts>> {
+        if self.parts.is_empty() || !self.parts.iter().all(|p| p.text.is_some()) {
+            return None;
+        }
+        let partials = (0..self.npartitions())
+            .map(|i| {
+                self.part_task(i, op, |part| {
+                    let mut counts = WordCounts::new();
+                    drive_str_or(
+                        part,
+                        &mut |s| {
+                            counts.add(s, 1);
+                            Ok(())
+                        },
+                        &mut |_| Ok(()),
+                    )?;
+                    Ok(counts)
+                })
+            })
+            .collect();
+        let merge: Combine<WordCounts> = Arc::new(|tables: Vec<WordCounts>| {
+            Ok(tables
+                .into_iter()
+                .reduce(WordCounts::merge)
+                .unwrap_or_else(WordCounts::new))
+        });
+        Some(tree(&self.cluster, partials, self.split_every, op, merge))
+    }
+
     /// The count of every distinct item, merged in a tree of tasks.
     fn count_map(&self) -> Delayed<HashMap<T, u64>>
     where
         T: Hash + Eq,
     {
-        if !self.parts.is_empty() && self.parts.iter().all(|p| p.text.is_some()) {
-            // Text: the partitions' word tables merge as they are (short words stay two
-            // machine words, no string is made) and become strings once, at the end.
-            let partials = (0..self.npartitions())
-                .map(|i| {
-                    self.part_task(i, "frequencies", |part| {
-                        let mut counts = WordCounts::new();
-                        drive_str_or(
-                            part,
-                            &mut |s| {
-                                counts.add(s, 1);
-                                Ok(())
-                            },
-                            &mut |_| Ok(()),
-                        )?;
-                        Ok(counts)
-                    })
-                })
-                .collect();
-            let merge: Combine<WordCounts> = Arc::new(|tables: Vec<WordCounts>| {
-                Ok(tables
-                    .into_iter()
-                    .reduce(WordCounts::merge)
-                    .unwrap_or_else(WordCounts::new))
-            });
-            return tree(
-                &self.cluster,
-                partials,
-                self.split_every,
-                "frequencies",
-                merge,
-            )
-            .try_map(|counts| as_generic(counts.into_map()))
-            .label("bag-frequencies-strings");
+        if let Some(tables) = self.word_tables("frequencies") {
+            return tables
+                .try_map(|counts| as_generic(counts.into_map()))
+                .label("bag-frequencies-strings");
         }
         let partials = (0..self.npartitions())
             .map(|i| {
@@ -282,23 +284,17 @@ impl<T: Clone + Send + 'static> Bag<T> {
     where
         T: Hash + Eq,
     {
+        if let Some(tables) = self.word_tables("distinct") {
+            let out = tables
+                .try_map(|seen| {
+                    as_generic::<u64, T>(seen.into_map()).map(|m| m.into_keys().collect::<Vec<T>>())
+                })
+                .label("bag-distinct-strings");
+            return Bag::from_delayed(&self.cluster, vec![out]).split_every(self.split_every);
+        }
         let partials = (0..self.npartitions())
             .map(|i| {
                 self.part_task(i, "distinct", |part| {
-                    if part.text.is_some() {
-                        let mut seen = WordCounts::new();
-                        drive_str_or(
-                            part,
-                            &mut |s| {
-                                seen.add(s, 1);
-                                Ok(())
-                            },
-                            &mut |_| Ok(()),
-                        )?;
-                        let seen: HashMap<T, u64> =
-                            as_generic(seen.into_map()).map_err(user_error)?;
-                        return Ok(seen.into_keys().collect::<HashSet<T>>());
-                    }
                     let mut seen = HashSet::new();
                     part.drive(&mut |x| {
                         seen.insert(x);
