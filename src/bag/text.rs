@@ -160,11 +160,23 @@ fn resolve(source: &TextSource) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-fn invalid_utf8(path: &Path, offset: u64) -> Error {
-    Error::Invalid(format!(
-        "{}: invalid UTF-8 at byte {offset} (TextOptions::lossy(true) replaces bad bytes)",
-        path.display()
-    ))
+/// `bytes` (read from `path` at `offset`) as text: invalid UTF-8 is an error naming the file
+/// and the offset of the first bad byte, or replaced when `lossy`.
+fn decode<'a>(
+    bytes: &'a [u8],
+    lossy: bool,
+    path: &Path,
+    offset: u64,
+) -> std::result::Result<std::borrow::Cow<'a, str>, Halt> {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => Ok(std::borrow::Cow::Borrowed(s)),
+        Err(_) if lossy => Ok(String::from_utf8_lossy(bytes)),
+        Err(e) => Err(halt_error(Error::Invalid(format!(
+            "{}: invalid UTF-8 at byte {} (TextOptions::lossy(true) replaces bad bytes)",
+            path.display(),
+            offset + e.valid_up_to() as u64
+        )))),
+    }
 }
 
 /// Bytes a block is read in at a time: each piece of whole lines goes to the consumer while it
@@ -172,10 +184,9 @@ fn invalid_utf8(path: &Path, offset: u64) -> Error {
 const PIECE: usize = 1 << 20;
 
 /// Hands `sink` the lines that start in `start..end` of `path`, in pieces of whole lines (read
-/// `piece` bytes at a time): from
-/// the first line start at or after `start` through the end of the last line starting before
-/// `end` (read on past `end` to its newline or the end of the file). Invalid UTF-8 is an error
-/// naming the file offset, or replaced when `lossy`.
+/// `piece` bytes at a time): from the first line start at or after `start` through the end of
+/// the last line starting before `end` (read on past `end` to its newline or the end of the
+/// file). Invalid UTF-8 is an error naming the file offset, or replaced when `lossy`.
 fn read_lines(
     path: &Path,
     (start, end): (u64, u64),
@@ -194,11 +205,12 @@ fn read_lines(
     let mut eof = false;
     loop {
         if !eof {
-            let old = buf.len();
-            buf.resize(old + piece, 0);
-            let n = f.read(&mut buf[old..]).map_err(io_err)?;
-            buf.truncate(old + n);
-            eof = n == 0;
+            // Appended to what is kept; fewer bytes than asked for: the end of the file.
+            let n = (&mut f)
+                .take(piece as u64)
+                .read_to_end(&mut buf)
+                .map_err(io_err)?;
+            eof = n < piece;
         }
         if skipping {
             match buf.iter().position(|&b| b == b'\n') {
@@ -242,15 +254,7 @@ fn read_lines(
             },
         };
         if upto > 0 {
-            let bytes = &buf[..upto];
-            let text = match std::str::from_utf8(bytes) {
-                Ok(s) => std::borrow::Cow::Borrowed(s),
-                Err(_) if lossy => String::from_utf8_lossy(bytes),
-                Err(e) => {
-                    return Err(halt_error(invalid_utf8(path, at + e.valid_up_to() as u64)));
-                }
-            };
-            sink(&text)?;
+            sink(&decode(&buf[..upto], lossy, path, at)?)?;
         }
         if done {
             return Ok(());
@@ -285,16 +289,7 @@ fn gzip_run(path: Arc<Path>, lossy: bool) -> TextRun {
             if n == 0 {
                 return Ok(());
             }
-            let text = match std::str::from_utf8(&line) {
-                Ok(s) => std::borrow::Cow::Borrowed(s),
-                Err(_) if lossy => String::from_utf8_lossy(&line),
-                Err(e) => {
-                    return Err(halt_error(invalid_utf8(
-                        &path,
-                        offset + e.valid_up_to() as u64,
-                    )));
-                }
-            };
+            let text = decode(&line, lossy, &path, offset)?;
             sink(text.lines().next().unwrap_or(""))?;
             offset += n as u64;
         }
@@ -631,7 +626,6 @@ fn write_partition<T: Display + 'static>(
 
 #[cfg(test)]
 mod tests {
-    use super::super::Halt;
     use super::*;
     use proptest::prelude::*;
 
