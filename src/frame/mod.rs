@@ -23,7 +23,8 @@
 //!   [`describe`](Frame::describe) summarizes the numeric columns.
 //! - **Shuffles** move every row to the partition the hash of its key picks, in memory up
 //!   to a share of the memory budget and through temporary files beyond, so that all the
-//!   rows with one key meet in one task without the whole frame being in memory: [`shuffle`](Frame::shuffle) itself, [`unique`](Frame::unique),
+//!   rows with one key meet in one task without the whole frame being in memory:
+//!   [`shuffle`](Frame::shuffle) itself, [`unique`](Frame::unique),
 //!   a group-by whose aggregates cannot be split into partials (a median, a quantile), and a
 //!   [`join`](Frame::join) of two frames that both have several partitions (a right frame of
 //!   one partition is broadcast to every left partition instead).
