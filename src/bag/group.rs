@@ -269,9 +269,7 @@ impl<T: Clone + Send + 'static> Bag<T> {
                     } else {
                         (acc, m)
                     };
-                    for (k, n) in small {
-                        *big.entry(k).or_insert(0) += n;
-                    }
+                    merge_maps(&mut big, small, &|a, b| a + b);
                     acc = big;
                 }
                 Ok(acc)
