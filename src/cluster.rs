@@ -30,6 +30,7 @@
 //! last handle and the last task that needs them are gone. Several clusters may live in one
 //! process; [`Cluster::global`] is a lazily made default one.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
@@ -420,6 +421,47 @@ impl ClusterInner {
             .as_ref()
             .is_some_and(|p| p.current_thread_index().is_some())
     }
+
+    /// Keeps the pool's other threads awake while the returned guard lives: each runs a task
+    /// that polls for work, running what it finds, until the guard is dropped.
+    ///
+    /// For a loop of short parallel steps with serial work between them (a training loop):
+    /// a thread that found nothing to do goes to sleep after a few microseconds and must be
+    /// woken for the next step, which costs microseconds on bare metal and, on a virtual
+    /// machine whose host has stopped the idle vCPU, up to milliseconds. The price is that the
+    /// other threads keep their cores busy while the loop's serial parts run, as OpenMP's
+    /// active wait policy does. `None` (nothing to keep awake) off the pool or on a pool of
+    /// one thread.
+    pub(crate) fn spin_others(&self) -> Option<Spinning> {
+        let pool = self.pool.as_ref()?;
+        let me = pool.current_thread_index()?;
+        if pool.current_num_threads() < 2 {
+            return None;
+        }
+        let done = Arc::new(AtomicBool::new(false));
+        let flag = done.clone();
+        pool.spawn_broadcast(move |ctx| {
+            // The caller's own thread must not run a loop that only its caller can end.
+            if ctx.index() == me {
+                return;
+            }
+            while !flag.load(Ordering::Acquire) {
+                if rayon::yield_now() != Some(rayon::Yield::Executed) {
+                    std::hint::spin_loop();
+                }
+            }
+        });
+        Some(Spinning(done))
+    }
+}
+
+/// The guard of [`ClusterInner::spin_others`]: dropping it lets the threads sleep again.
+pub(crate) struct Spinning(Arc<AtomicBool>);
+
+impl Drop for Spinning {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
 }
 
 impl Drop for ClusterInner {
@@ -441,7 +483,7 @@ impl Drop for ClusterInner {
 /// the scheduler that runs every task graph on them. See the [module docs](self).
 #[derive(Clone)]
 pub struct Cluster {
-    inner: Arc<ClusterInner>,
+    pub(crate) inner: Arc<ClusterInner>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -665,5 +707,42 @@ impl Cluster {
                 Delayed::from_node(node).label("map").submit()
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn spinning_threads_run_tasks_and_stop_with_their_guard() -> Result<()> {
+        let cluster = Cluster::builder().threads(2).build()?;
+        assert!(cluster.inner.spin_others().is_none(), "off the pool");
+        let (sums, flag) = cluster.install(|| {
+            let guard = cluster.inner.spin_others().expect("a pool of two threads");
+            let flag = Arc::downgrade(&guard.0);
+            let sums = cluster.map(0..64_u64, |i| (0..i).sum::<u64>());
+            // A second guard while one lives (nested loops) is fine too.
+            drop(cluster.inner.spin_others());
+            drop(guard);
+            (sums, flag)
+        });
+        let expected: Vec<u64> = (0..64_u64).map(|i| (0..i).sum()).collect();
+        assert_eq!(sums?, expected);
+        // Every spinning loop holds the flag: once they have all seen it, none is left.
+        let waited = Instant::now();
+        while flag.strong_count() > 0 {
+            if waited.elapsed() > Duration::from_secs(10) {
+                // Dropping the cluster would wait for the spinning thread forever.
+                std::mem::forget(cluster);
+                panic!("a pool thread still spins 10 s after its guard was dropped");
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+
+        let single = Cluster::builder().threads(1).build()?;
+        assert!(single.install(|| single.inner.spin_others().is_none()));
+        Ok(())
     }
 }

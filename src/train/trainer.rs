@@ -264,6 +264,10 @@ impl<F: Float> Trainer<F> {
         // them, where a thread outside the pool would sleep and be woken twice a step.
         let cluster = self.cluster.clone();
         cluster.install(|| {
+            // The other threads poll for the next step's replicas instead of sleeping.
+            let _awake = (self.replica_count() > 1)
+                .then(|| self.cluster.inner.spin_others())
+                .flatten();
             let mut all = Vec::new();
             for _ in 0..epochs {
                 let before = (self.params.clone(), self.state.clone());
