@@ -323,6 +323,43 @@ fn broadcasting_and_alignment() {
 }
 
 #[test]
+fn broadcast_rows_long_enough_to_read_in_place() {
+    // Rows of 64 elements and more are read where they lie by the operation (lanes cut by
+    // the 2048-element tiles mid-row); shorter ones are copied: both against ndarray.
+    let c = cluster();
+    let a = nd(&[37, 150], 11);
+    let row = nd(&[150], 12);
+    for (xc, rc) in [
+        ([10, 100], 100),
+        ([37, 150], 150),
+        ([16, 70], 40),
+        ([5, 150], 64),
+    ] {
+        let x = Array::from_ndarray(&c, a.clone(), xc).unwrap();
+        let r = Array::from_ndarray(&c, row.clone(), [rc]).unwrap();
+        assert_close(&(&x - &r).compute().unwrap(), &(&a - &row));
+        assert_close(&(&x * &r).compute().unwrap(), &(&a * &row));
+        assert_close(&((&x + 1.0) / &r).compute().unwrap(), &((&a + 1.0) / &row));
+        let centred = &x - &x.mean_axis(&[0]).unwrap();
+        let mean = a.mean_axis(Axis(0)).unwrap();
+        assert_close(
+            &centred.std_axis(&[0]).unwrap().compute().unwrap(),
+            &(&a - &mean).std_axis(Axis(0), 0.0),
+        );
+    }
+    // three axes, the row broadcast over two of them
+    let b = nd(&[3, 7, 100], 13);
+    let x = Array::from_ndarray(&c, b.clone(), [2, 7, 100]).unwrap();
+    let r = Array::from_ndarray(&c, row.slice(s![..100]).to_owned().into_dyn(), [100]).unwrap();
+    let expected = &b - &row.slice(s![..100]);
+    assert_close(&(&x - &r).compute().unwrap(), &expected);
+    assert_close(
+        &(&x - &r).sum_axis(&[0, 1]).unwrap().compute().unwrap(),
+        &expected.sum_axis(Axis(0)).sum_axis(Axis(0)),
+    );
+}
+
+#[test]
 fn comparisons_where_logic_and_integers() {
     let c = cluster();
     let a = nd(&[6, 4], 5);

@@ -51,6 +51,10 @@ pub(crate) fn to_chunk<T: Element>(a: ArrayD<T>) -> Chunk {
     }
 }
 
+/// The shortest run of elements [`Kernel::lend`] hands out: shorter lanes are copied into a
+/// tile instead (one call of an operation per few elements would cost more than the copy).
+pub(crate) const LEND_MIN: usize = 64;
+
 /// The tree a block evaluates, tile by tile.
 pub(crate) trait Kernel<T>: Send + Sync {
     /// How many task inputs the leaves of this tree read, in order.
@@ -60,6 +64,21 @@ pub(crate) trait Kernel<T>: Send + Sync {
     /// True when this kernel is its single input, whole and unchanged.
     fn passthrough(&self) -> bool {
         false
+    }
+    /// Hands the elements `start..start + len` to `f` where they lie, as runs of at least
+    /// [`LEND_MIN`] contiguous elements (`f(position in the range, run)`), and returns true;
+    /// or calls nothing and returns false (computed values, strided or short lanes, and
+    /// whole contiguous blocks, which stream from memory better through a tile copy). Lets an
+    /// operation read a broadcast row in place instead of copying it into every tile.
+    fn lend(
+        &self,
+        inputs: &[Chunk],
+        start: usize,
+        len: usize,
+        f: &mut dyn FnMut(usize, &[T]),
+    ) -> Result<bool, TaskFailure> {
+        let _ = (inputs, start, len, f);
+        Ok(false)
     }
     /// True when this kernel is the transpose of its single input, a whole 2-D block (so that
     /// a consumer can read the input through a transposed view instead).
@@ -249,6 +268,30 @@ impl<T: Element> Read<T> {
     pub(crate) fn input(shape: &[usize]) -> Self {
         Self::new(Source::Input, 0, standard_strides(shape), shape.to_vec())
     }
+
+    /// The elements this read takes from, in standard layout.
+    fn data<'a>(&'a self, inputs: &'a [Chunk]) -> Result<&'a [T], TaskFailure> {
+        let src: &ArrayD<T> = match &self.source {
+            Source::Input => chunk_array(
+                inputs
+                    .first()
+                    .ok_or_else(|| internal("missing block input"))?,
+            )?,
+            Source::Owned(a) => a,
+        };
+        src.as_slice()
+            .ok_or_else(|| internal("a block is not in standard layout"))
+    }
+
+    /// Where the element at index `idx` of this read lies in its data.
+    fn offset(&self, idx: &[usize]) -> usize {
+        self.base
+            + idx
+                .iter()
+                .zip(&self.strides)
+                .map(|(i, s)| i * s)
+                .sum::<usize>()
+    }
 }
 
 impl<T: Element> Kernel<T> for Read<T> {
@@ -276,18 +319,37 @@ impl<T: Element> Kernel<T> for Read<T> {
             && self.strides == [1, self.shape[0]]
     }
 
+    fn lend(
+        &self,
+        inputs: &[Chunk],
+        start: usize,
+        len: usize,
+        f: &mut dyn FnMut(usize, &[T]),
+    ) -> Result<bool, TaskFailure> {
+        // A contiguous read streams its block from memory, which the tile copy does better
+        // than an operation's loop; a broadcast read (some stride 0) re-reads rows in cache.
+        let broadcast = self.strides.contains(&0);
+        let long_lanes = self.shape.last().is_some_and(|&n| n >= LEND_MIN);
+        if self.contiguous || !broadcast || self.strides.last() != Some(&1) || !long_lanes {
+            return Ok(false);
+        }
+        let data = self.data(inputs)?;
+        let mut bad = false;
+        for_each_lane(&self.shape, start, len, |idx, o, count| {
+            let off = self.offset(idx);
+            match data.get(off..off + count) {
+                Some(run) if !bad => f(o, run),
+                _ => bad = true,
+            }
+        });
+        if bad {
+            return Err(internal("a block read went out of bounds"));
+        }
+        Ok(true)
+    }
+
     fn eval(&self, inputs: &[Chunk], start: usize, out: &mut [T]) -> Result<(), TaskFailure> {
-        let src: &ArrayD<T> = match &self.source {
-            Source::Input => chunk_array(
-                inputs
-                    .first()
-                    .ok_or_else(|| internal("missing block input"))?,
-            )?,
-            Source::Owned(a) => a,
-        };
-        let data = src
-            .as_slice()
-            .ok_or_else(|| internal("a block is not in standard layout"))?;
+        let data = self.data(inputs)?;
         let oob = || internal("a block read went out of bounds");
         if self.contiguous {
             let from = self.base + start;
@@ -298,12 +360,7 @@ impl<T: Element> Kernel<T> for Read<T> {
         let last_stride = self.strides.last().copied().unwrap_or(0);
         let mut bad = false;
         for_each_lane(&self.shape, start, out.len(), |idx, o, count| {
-            let off = self.base
-                + idx
-                    .iter()
-                    .zip(&self.strides)
-                    .map(|(i, s)| i * s)
-                    .sum::<usize>();
+            let off = self.offset(idx);
             let dst = &mut out[o..o + count];
             match last_stride {
                 1 => match data.get(off..off + count) {
@@ -576,6 +633,14 @@ impl<T: Element> Kernel<T> for Binary<T> {
     fn eval(&self, inputs: &[Chunk], start: usize, out: &mut [T]) -> Result<(), TaskFailure> {
         let (ia, ib) = split(inputs, self.a.arity())?;
         self.a.eval(ia, start, out)?;
+        // The right operand where it lies (a broadcast row) ...
+        let lent = self.b.lend(ib, start, out.len(), &mut |o, run| {
+            (self.f)(&mut out[o..o + run.len()], run)
+        })?;
+        if lent {
+            return Ok(());
+        }
+        // ... or computed into a tile first.
         with_scratch(out.len(), |y: &mut [T]| {
             self.b.eval(ib, start, y)?;
             (self.f)(out, y);
