@@ -65,11 +65,13 @@ pub(crate) trait Kernel<T>: Send + Sync {
     fn passthrough(&self) -> bool {
         false
     }
-    /// Hands the elements `start..start + len` to `f` where they lie, as runs of at least
-    /// [`LEND_MIN`] contiguous elements (`f(position in the range, run)`), and returns true;
-    /// or calls nothing and returns false (computed values, strided or short lanes, and
-    /// whole contiguous blocks, which stream from memory better through a tile copy). Lets an
-    /// operation read a broadcast row in place instead of copying it into every tile.
+    /// Hands the elements `start..start + len` to `f` where they lie, lane by lane along the
+    /// last axis (`f(position in the range, run)`; lanes of at least [`LEND_MIN`] elements,
+    /// cut only where the range starts and ends), and returns true; or calls nothing and
+    /// returns false (computed values, strided or short lanes, and whole contiguous blocks,
+    /// which stream from memory better through a tile copy). After an error, what `f` was
+    /// given is incomplete. Lets an operation read a broadcast row in place instead of
+    /// copying it into every tile.
     fn lend(
         &self,
         inputs: &[Chunk],
