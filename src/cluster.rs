@@ -483,7 +483,7 @@ impl Drop for ClusterInner {
 /// the scheduler that runs every task graph on them. See the [module docs](self).
 #[derive(Clone)]
 pub struct Cluster {
-    pub(crate) inner: Arc<ClusterInner>,
+    inner: Arc<ClusterInner>,
 }
 
 impl std::fmt::Debug for Cluster {

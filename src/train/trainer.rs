@@ -266,7 +266,7 @@ impl<F: Float> Trainer<F> {
         cluster.install(|| {
             // The other threads poll for the next step's replicas instead of sleeping.
             let _awake = (self.replica_count() > 1)
-                .then(|| self.cluster.inner.spin_others())
+                .then(|| self.cluster.inner().spin_others())
                 .flatten();
             let mut all = Vec::new();
             for _ in 0..epochs {
