@@ -863,6 +863,63 @@ proptest! {
 }
 
 #[test]
+fn first_axis_reductions_in_one_pass() {
+    // columns that break a careless one-pass variance: far from zero, an outlier in the first
+    // row of a group, a constant, a NaN, an infinity; 500 rows in blocks of 200 (several
+    // slabs and groups of rows each), read in place and computed
+    let c = cluster();
+    let (rows, cols) = (500, 203);
+    let mut a = nd(&[rows, cols], 21);
+    for r in 0..rows {
+        a[[r, 0]] += 1e6;
+        a[[r, 2]] = 7.25;
+    }
+    a[[32, 1]] = 1e7;
+    a[[400, 3]] = f64::NAN;
+    a[[17, 4]] = f64::INFINITY;
+    let row = nd(&[cols], 22);
+    let x = Array::from_ndarray(&c, a.clone(), [200, 100]).unwrap();
+    let r = Array::from_ndarray(&c, row.clone(), [cols]).unwrap();
+    for (y, want) in [(x.clone(), a.clone()), (&x * 2.0 - &r, &a * 2.0 - &row)] {
+        let var = want.var_axis(Axis(0), 0.0);
+        assert_close(
+            &y.sum_axis(&[0]).unwrap().compute().unwrap(),
+            &want.sum_axis(Axis(0)),
+        );
+        assert_close(
+            &y.mean_axis(&[0]).unwrap().compute().unwrap(),
+            &want.mean_axis(Axis(0)).unwrap(),
+        );
+        assert_close(&y.var_axis(&[0]).unwrap().compute().unwrap(), &var);
+        assert_close(
+            &y.std_with(&[0], 1).unwrap().compute().unwrap(),
+            &want.std_axis(Axis(0), 1.0),
+        );
+        let got = y.var_axis(&[0]).unwrap().compute().unwrap();
+        assert_eq!(got[2], 0.0, "a constant column has no spread");
+        assert!(
+            got[3].is_nan() && got[4].is_nan(),
+            "NaN and infinity give NaN, as in NumPy"
+        );
+    }
+    // f32, three axes reduced over the first, and integer sums
+    let a32 = nd(&[70, 3, 45], 23).mapv(|v| v as f32);
+    let x32 = Array::from_ndarray(&c, a32.clone(), [33, 2, 45]).unwrap();
+    let got = x32.std_axis(&[0]).unwrap().compute().unwrap();
+    let want = a32.std_axis(Axis(0), 0.0);
+    assert!(
+        got.iter()
+            .zip(&want)
+            .all(|(g, w)| (g - w).abs() <= 1e-5 * w.abs().max(1.0)),
+        "{got:?} vs {want:?}"
+    );
+    let ai = nd(&[90, 130], 24).mapv(|v| (v * 1e8) as i32);
+    let xi = Array::from_ndarray(&c, ai.clone(), [40, 130]).unwrap();
+    let wrapping = ai.fold_axis(Axis(0), 0i32, |s, &v| s.wrapping_add(v));
+    assert_eq!(xi.sum_axis(&[0]).unwrap().compute().unwrap(), wrapping);
+}
+
+#[test]
 fn reductions_of_blocks_larger_than_a_slab() {
     // blocks of 120 000 elements are reduced in slabs of rows: both axes, with positions
     let c = cluster();

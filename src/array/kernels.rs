@@ -82,6 +82,13 @@ pub(crate) trait Kernel<T>: Send + Sync {
         let _ = (inputs, start, len, f);
         Ok(false)
     }
+    /// Pushes the memory this kernel reads from its inputs in order, as `(address, bytes)`
+    /// ranges, to compute its elements `start..start + len`: for [`Ahead`]. Only contiguous
+    /// reads are listed; leaves that compute their values, or re-read a row in cache, add
+    /// nothing.
+    fn reads(&self, inputs: &[Chunk], start: usize, len: usize, out: &mut Vec<(usize, usize)>) {
+        let _ = (inputs, start, len, out);
+    }
     /// True when this kernel is the transpose of its single input, a whole 2-D block (so that
     /// a consumer can read the input through a transposed view instead).
     fn transposes_input(&self) -> bool {
@@ -122,6 +129,56 @@ pub(crate) fn eval_block<T: Element>(
     }
     let a = ArrayD::from_shape_vec(IxDyn(shape), v).map_err(|e| internal(e.to_string()))?;
     Ok(Arc::new(a))
+}
+
+/// Prefetches, a cache line at a time, the memory a kernel will read for the elements it
+/// computes next, so that a reduction's passes over the elements in cache overlap the loads
+/// of the next ones (hardware prefetchers follow a sequential read, but not across a pass that
+/// reads nothing new).
+#[derive(Default)]
+pub(crate) struct Ahead {
+    /// Byte ranges (address, length) still to prefetch, and the offset reached in the first.
+    ranges: Vec<(usize, usize)>,
+    at: usize,
+    offset: usize,
+}
+
+/// The cache line size of the machines onebox targets.
+const LINE: usize = 64;
+
+impl Ahead {
+    /// Plans the prefetch of what `kernel` reads for its elements `start..start + len`,
+    /// forgetting what was left of the plan before.
+    pub(crate) fn plan<T: Element>(
+        &mut self,
+        kernel: &dyn Kernel<T>,
+        inputs: &[Chunk],
+        start: usize,
+        len: usize,
+    ) {
+        self.ranges.clear();
+        (self.at, self.offset) = (0, 0);
+        kernel.reads(inputs, start, len, &mut self.ranges);
+    }
+
+    /// Prefetches the next cache line of the plan (into the L2 cache), if any is left.
+    #[inline]
+    pub(crate) fn step(&mut self) {
+        let Some(&(addr, len)) = self.ranges.get(self.at) else {
+            return;
+        };
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: a prefetch is a hint with no architectural effect; it never faults, whatever
+        // the address (here always inside a live input block).
+        unsafe {
+            use std::arch::x86_64::{_MM_HINT_T1, _mm_prefetch};
+            _mm_prefetch::<_MM_HINT_T1>((addr + self.offset) as *const i8);
+        }
+        self.offset += LINE;
+        if self.offset >= len {
+            (self.at, self.offset) = (self.at + 1, 0);
+        }
+    }
 }
 
 thread_local! {
@@ -350,6 +407,14 @@ impl<T: Element> Kernel<T> for Read<T> {
         Ok(true)
     }
 
+    fn reads(&self, inputs: &[Chunk], start: usize, len: usize, out: &mut Vec<(usize, usize)>) {
+        if let (true, Ok(data)) = (self.contiguous, self.data(inputs))
+            && let Some(s) = data.get(self.base + start..self.base + start + len)
+        {
+            out.push((s.as_ptr() as usize, std::mem::size_of_val(s)));
+        }
+    }
+
     fn eval(&self, inputs: &[Chunk], start: usize, out: &mut [T]) -> Result<(), TaskFailure> {
         let data = self.data(inputs)?;
         let oob = || internal("a block read went out of bounds");
@@ -491,6 +556,9 @@ impl<A: Element, U: Element> Kernel<U> for Map1<A, U> {
     fn arity(&self) -> usize {
         self.child.arity()
     }
+    fn reads(&self, inputs: &[Chunk], start: usize, len: usize, out: &mut Vec<(usize, usize)>) {
+        self.child.reads(inputs, start, len, out);
+    }
     fn eval(&self, inputs: &[Chunk], start: usize, out: &mut [U]) -> Result<(), TaskFailure> {
         with_scratch(out.len(), |buf: &mut [A]| {
             self.child.eval(inputs, start, buf)?;
@@ -547,6 +615,9 @@ impl<T: Element> Kernel<T> for MapInPlace<T> {
     fn arity(&self) -> usize {
         self.child.arity()
     }
+    fn reads(&self, inputs: &[Chunk], start: usize, len: usize, out: &mut Vec<(usize, usize)>) {
+        self.child.reads(inputs, start, len, out);
+    }
     fn eval(&self, inputs: &[Chunk], start: usize, out: &mut [T]) -> Result<(), TaskFailure> {
         self.child.eval(inputs, start, out)?;
         (self.f)(out);
@@ -583,6 +654,12 @@ impl<A: Element, B: Element, U: Element> Kernel<U> for Zip2<A, B, U> {
     }
     fn arity(&self) -> usize {
         self.a.arity() + self.b.arity()
+    }
+    fn reads(&self, inputs: &[Chunk], start: usize, len: usize, out: &mut Vec<(usize, usize)>) {
+        if let Ok((ia, ib)) = split(inputs, self.a.arity()) {
+            self.a.reads(ia, start, len, out);
+            self.b.reads(ib, start, len, out);
+        }
     }
     fn eval(&self, inputs: &[Chunk], start: usize, out: &mut [U]) -> Result<(), TaskFailure> {
         let (ia, ib) = split(inputs, self.a.arity())?;
@@ -631,6 +708,12 @@ impl<T: Element> Kernel<T> for Binary<T> {
         let a = translate(&self.a, first, leaves);
         let b = translate(&self.b, first + self.a.arity(), leaves);
         Some(f(a, b))
+    }
+    fn reads(&self, inputs: &[Chunk], start: usize, len: usize, out: &mut Vec<(usize, usize)>) {
+        if let Ok((ia, ib)) = split(inputs, self.a.arity()) {
+            self.a.reads(ia, start, len, out);
+            self.b.reads(ib, start, len, out);
+        }
     }
     fn eval(&self, inputs: &[Chunk], start: usize, out: &mut [T]) -> Result<(), TaskFailure> {
         let (ia, ib) = split(inputs, self.a.arity())?;

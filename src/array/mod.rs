@@ -85,6 +85,7 @@
 //! [`Float`].
 
 mod chunks;
+mod columns;
 mod create;
 mod element;
 mod elementwise;

@@ -5,22 +5,32 @@
 //! that each combine up to [`fan_in`](Array::fan_in) partials, level after level, until one
 //! partial per output block is left, which a last step turns into the result. Variance and
 //! standard deviation carry `(count, mean, M2)` partials, each computed from its block in two
-//! passes and combined with Chan's parallel form of Welford's update, so they stay accurate
-//! where the naive `E[x²] - E[x]²` would cancel.
+//! passes (or one, over the first axis: see [`columns`](super::columns)) and combined with
+//! Chan's parallel form of Welford's update, so they stay accurate where the naive
+//! `E[x²] - E[x]²` would cancel.
+//!
+//! A block is reduced slab by slab: a range of its first axis is computed into a buffer that
+//! stays in cache and reduced at once, so a block is never written out whole. Reducing the
+//! first axis alone (`x.sum(0)`, `x.std(0)`) feeds the slabs to a column fold instead, which
+//! needs no partial per slab.
 
 use std::sync::Arc;
 
 use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn, Zip};
 
 use super::chunks::fmt_shape;
+use super::columns::{ColumnFold, ColumnMoments, ColumnSums};
 use super::element::{Element, Float, Numeric};
-use super::kernels::{Chunk, internal, with_block};
+use super::kernels::{Ahead, Chunk, internal, with_block};
 use super::{Array, Block, Chunks, block_view, check_axes};
 use crate::cluster::Cluster;
 use crate::error::{Error, Result, TaskFailure};
 use crate::graph::Delayed;
 
 type BlockFn<T, S> = Arc<dyn Fn(ArrayViewD<'_, T>, &[usize], &BlockPos) -> ArrayD<S> + Send + Sync>;
+
+/// Makes the [`ColumnFold`] of a block whose first axis is reduced, given its row length.
+pub(crate) type ColumnsFn<T, S> = Arc<dyn Fn(usize) -> Box<dyn ColumnFold<T, S>> + Send + Sync>;
 
 /// A reduction's validated axes, output chunks (reduced axes kept with length 1) and the root
 /// task of each output block.
@@ -32,11 +42,14 @@ pub(crate) struct BlockPos {
     global: Vec<usize>,
 }
 
-/// How to reduce: a block to a partial (keeping the reduced axes with length 1), two partials
-/// into one (elementwise, the left one first in the array's order), a partial to the result.
+/// How to reduce: a block to a partial (keeping the reduced axes with length 1), or, where the
+/// first axis alone is reduced and `columns` is given, fed to a column fold tile by tile; two
+/// partials into one (elementwise, the left one first in the array's order); a partial to the
+/// result.
 pub(crate) struct Reducer<T, S, O> {
     name: &'static str,
     block: BlockFn<T, S>,
+    columns: Option<ColumnsFn<T, S>>,
     merge: MergeFn<S>,
     finish: FinishFn<S, O>,
 }
@@ -130,47 +143,11 @@ fn sum_sq_dev<T: Float>(s: &[T], mean: T) -> T {
     total
 }
 
-/// The rows of a contiguous block whose first axis is reduced (every other axis kept): the
-/// row length, when that is the case.
-fn first_axis_rows<T>(v: &ArrayViewD<'_, T>, axes: &[usize]) -> Option<usize> {
-    if axes != [0] || v.ndim() < 2 || !v.is_standard_layout() {
-        return None;
-    }
-    let row: usize = v.shape()[1..].iter().product();
-    (row > 0).then_some(row)
-}
-
-/// An array of `shape` holding `data` (row-major, as many elements as the shape has).
-fn filled<S: Clone + Default>(shape: &[usize], data: &[S]) -> ArrayD<S> {
-    let mut a = ArrayD::from_elem(IxDyn(shape), S::default());
-    if let Some(d) = a.as_slice_mut() {
-        d.clone_from_slice(data);
-    }
-    a
-}
-
-/// Adds each row of `s` (rows of `acc.len()` elements) into `acc`: a loop over contiguous
-/// slices, which vectorises.
-fn add_rows<T: Numeric>(acc: &mut [T], s: &[T]) {
-    for r in s.chunks_exact(acc.len()) {
-        for (a, &x) in acc.iter_mut().zip(r) {
-            *a = T::num_add(*a, x);
-        }
-    }
-}
-
 fn sum_block<T: Numeric>(v: ArrayViewD<'_, T>, axes: &[usize]) -> ArrayD<T> {
     if axes.len() == v.ndim()
         && let Some(s) = v.as_slice()
     {
         return ArrayD::from_elem(IxDyn(&vec![1; v.ndim()]), sum_slice(s));
-    }
-    if let (Some(row), Some(s)) = (first_axis_rows(&v, axes), v.as_slice()) {
-        let mut acc = vec![T::zero(); row];
-        add_rows(&mut acc, s);
-        let mut shape = v.shape().to_vec();
-        shape[0] = 1;
-        return filled(&shape, &acc);
     }
     fold_axes(
         v,
@@ -184,9 +161,9 @@ fn sum_block<T: Numeric>(v: ArrayViewD<'_, T>, axes: &[usize]) -> ArrayD<T> {
 /// Count, mean and sum of squared deviations: the state of `var` and `std`.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Moments<T> {
-    n: T,
-    mean: T,
-    m2: T,
+    pub(super) n: T,
+    pub(super) mean: T,
+    pub(super) m2: T,
 }
 
 fn merge_moments<T: Float>(a: Moments<T>, b: Moments<T>) -> Moments<T> {
@@ -204,6 +181,11 @@ fn merge_moments<T: Float>(a: Moments<T>, b: Moments<T>) -> Moments<T> {
         mean: a.mean + delta * wb,
         m2: a.m2 + b.m2 + delta * delta * a.n * wb,
     }
+}
+
+/// The column fold of `var` and `std` over the first axis.
+fn column_moments<T: Float>() -> ColumnsFn<T, Moments<T>> {
+    Arc::new(|row| Box::new(ColumnMoments::new(row)))
 }
 
 /// Block moments over `axes`, NaNs skipped when `skip_nan`: two passes over the block (the
@@ -252,10 +234,6 @@ fn moments_block<T: Float>(
         };
         let one = |x: T| ArrayD::from_elem(IxDyn(&keep_shape), x);
         return moments(&one(n), &one(mean), &one(m2));
-    }
-    if !skip_nan && let (Some(row), Some(s)) = (first_axis_rows(&v, axes), v.as_slice()) {
-        // the first axis of a contiguous block: two passes per strip of columns
-        return filled(&keep_shape, &column_moments(s, row));
     }
     if let [a] = axes {
         // one axis: accumulate its slices into arrays of the kept shape
@@ -335,52 +313,6 @@ fn moments_block<T: Float>(
     moments(&count, &mean, &m2)
 }
 
-/// Columns per strip in [`column_moments`]: a cache line of f64.
-const STRIP: usize = 8;
-
-/// The moments of each column of `s` (rows of `row` elements, row-major) in two passes: the
-/// sums row by row (a sequential read, which also brings a block from memory into cache),
-/// then the squared deviations strip by strip, a strip's accumulators held in registers over
-/// the rows.
-fn column_moments<T: Float>(s: &[T], row: usize) -> Vec<Moments<T>> {
-    let rows = s.len() / row;
-    let n = T::from(rows).unwrap_or_else(T::nan);
-    let mut mean = vec![T::zero(); row];
-    add_rows(&mut mean, s);
-    for m in &mut mean {
-        *m = if rows > 0 { *m / n } else { T::zero() };
-    }
-    let mut m2 = vec![T::zero(); row];
-    let mut c = 0;
-    while c + STRIP <= row {
-        strip_sq_dev::<T, STRIP>(s, row, c, &mean, &mut m2);
-        c += STRIP;
-    }
-    while c < row {
-        strip_sq_dev::<T, 1>(s, row, c, &mean, &mut m2);
-        c += 1;
-    }
-    mean.iter()
-        .zip(&m2)
-        .map(|(&mean, &m2)| Moments { n, mean, m2 })
-        .collect()
-}
-
-/// The squared deviations of columns `c..c + W` of `s` (rows of `row` elements) from their
-/// means, into `m2`.
-#[inline]
-fn strip_sq_dev<T: Float, const W: usize>(s: &[T], row: usize, c: usize, mean: &[T], m2: &mut [T]) {
-    let mean: [T; W] = std::array::from_fn(|k| mean[c + k]);
-    let mut acc = [T::zero(); W];
-    for x in s.chunks_exact(row).map(|r| &r[c..c + W]) {
-        for k in 0..W {
-            let d = x[k] - mean[k];
-            acc[k] = acc[k] + d * d;
-        }
-    }
-    m2[c..c + W].copy_from_slice(&acc);
-}
-
 /// A value and its index, for `argmin` and `argmax`.
 type Candidate<T> = Option<(T, i64)>;
 
@@ -417,7 +349,8 @@ impl<T: Element> Array<T> {
         S: Clone + Send + Sync + 'static,
         O: Element,
     {
-        let (axes, out_keep, roots) = self.reduce_roots(axes, r.name, r.block, r.merge)?;
+        let (axes, out_keep, roots) =
+            self.reduce_roots(axes, r.name, r.block, r.columns, r.merge)?;
         Ok(self.finish_roots(&axes, &out_keep, roots, r.name, r.finish))
     }
 
@@ -428,6 +361,7 @@ impl<T: Element> Array<T> {
         axes: &[usize],
         name: &'static str,
         block_fn: BlockFn<T, S>,
+        columns: Option<ColumnsFn<T, S>>,
         merge: MergeFn<S>,
     ) -> Result<Roots<S>>
     where
@@ -457,8 +391,12 @@ impl<T: Element> Array<T> {
             let f = block_fn.clone();
             let slab_merge = merge.clone();
             let axes2 = axes.clone();
-            let task = Delayed::combine(&cluster, b.deps.clone(), move |inputs| {
-                partial_of_block(&*kernel, &inputs, &shape, &axes2, &pos, &f, &*slab_merge)
+            let columns = columns.clone();
+            let task = Delayed::combine(&cluster, b.deps.clone(), move |inputs| match &columns {
+                Some(make) if axes2 == [0] && shape.len() >= 2 => {
+                    fold_columns(&*kernel, &inputs, &shape, make)
+                }
+                _ => partial_of_block(&*kernel, &inputs, &shape, &axes2, &pos, &f, &*slab_merge),
             })
             .label(&format!(
                 "array-{name}-partial[{}]",
@@ -555,7 +493,8 @@ impl<T: Element> Array<T> {
     }
 }
 
-/// Elements per slab: a slab of a block is evaluated and reduced while it is in cache.
+/// Elements per slab: a slab of a block (a range of its first axis) is evaluated and reduced
+/// while it is in the L2 cache.
 const SLAB: usize = 1 << 16;
 
 /// The partial of one block, computed slab by slab: a slab is a range of the block's first
@@ -610,6 +549,40 @@ fn partial_of_block<T: Element, S: Clone>(
     }
     let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
     ndarray::concatenate(Axis(0), &views).map_err(|e| internal(e.to_string()))
+}
+
+/// The partial of a block whose first axis is reduced: its rows computed a slab at a time
+/// and fed to a column fold, the memory of the next slab prefetched meanwhile.
+fn fold_columns<T: Element, S: Clone>(
+    kernel: &dyn super::kernels::Kernel<T>,
+    inputs: &[Chunk],
+    shape: &[usize],
+    make: &ColumnsFn<T, S>,
+) -> std::result::Result<ArrayD<S>, TaskFailure> {
+    let row: usize = shape[1..].iter().product();
+    let mut fold = make(row);
+    if let Some(batch) = SLAB.checked_div(row) {
+        let batch = batch.max(1);
+        // rows read in place and in order stream on the hardware prefetcher alone
+        let plan = !(kernel.passthrough() && fold.streams_rows());
+        let mut ahead = Ahead::default();
+        let mut r0 = 0;
+        while r0 < shape[0] {
+            let r1 = (r0 + batch).min(shape[0]);
+            let r2 = (r1 + batch).min(shape[0]);
+            if plan {
+                ahead.plan(kernel, inputs, r1 * row, (r2 - r1) * row);
+            }
+            with_block(kernel, inputs, r0 * row, &[r1 - r0, row], |v| {
+                v.as_slice().map(|rows| fold.add_rows(r0, rows, &mut ahead))
+            })?
+            .ok_or_else(|| internal("a batch of rows is not contiguous"))?;
+            r0 = r1;
+        }
+    }
+    let mut keep = shape.to_vec();
+    keep[0] = 1;
+    ArrayD::from_shape_vec(IxDyn(&keep), fold.finish()).map_err(|e| internal(e.to_string()))
 }
 
 /// Merges `p` into `acc` (same shape) element by element, over their elements in row-major
@@ -684,6 +657,7 @@ impl<T: Numeric> Array<T> {
             Reducer {
                 name: "sum",
                 block: Arc::new(|v, axes, _| sum_block(v, axes)),
+                columns: Some(Arc::new(|row| Box::new(ColumnSums::new(row)))),
                 merge: by_element(T::num_add),
                 finish: Arc::new(Ok),
             },
@@ -705,6 +679,7 @@ impl<T: Numeric> Array<T> {
                         |a, b| T::num_mul(*a, *b),
                     )
                 }),
+                columns: None,
                 merge: by_element(T::num_mul),
                 finish: Arc::new(Ok),
             },
@@ -749,6 +724,7 @@ impl<T: Numeric> Array<T> {
                         |a, b| merge(*a, *b),
                     )
                 }),
+                columns: None,
                 merge: by_element(merge),
                 finish: Arc::new(|s: Option<T>| Ok(s.unwrap_or_default())),
             },
@@ -830,6 +806,7 @@ impl<T: Numeric> Array<T> {
                         .insert_axis(Axis(a))
                     }
                 }),
+                columns: None,
                 merge: by_element(merge),
                 finish: Arc::new(move |s: Option<(T, i64)>| match s {
                     Some((x, _)) if skip_nan && x.is_nan_value() => {
@@ -1010,6 +987,7 @@ impl<T: Float> Array<T> {
             axes,
             "moments",
             Arc::new(|v, axes, _| moments_block(v, axes, false)),
+            Some(column_moments()),
             by_element(merge_moments),
         )?;
         let mean = self.finish_roots(
@@ -1067,6 +1045,7 @@ impl<T: Float> Array<T> {
                         |a, b| *a + *b,
                     )
                 }),
+                columns: None,
                 merge: by_element(|a, b| a + b),
                 finish: Arc::new(Ok),
             },
@@ -1088,6 +1067,7 @@ impl<T: Float> Array<T> {
                         |a, b| *a * *b,
                     )
                 }),
+                columns: None,
                 merge: by_element(|a, b| a * b),
                 finish: Arc::new(Ok),
             },
@@ -1141,6 +1121,7 @@ impl<T: Float> Array<T> {
             Reducer {
                 name,
                 block: Arc::new(move |v, axes, _| moments_block(v, axes, skip_nan)),
+                columns: (!skip_nan).then(|| column_moments()),
                 merge: by_element(merge_moments),
                 finish: Arc::new(move |m: Moments<T>| {
                     if mean_only {
@@ -1188,6 +1169,7 @@ impl Array<bool> {
                 block: Arc::new(|v, axes, _| {
                     fold_axes(v, axes, false, |a, &x| *a || x, |a, b| *a || *b)
                 }),
+                columns: None,
                 merge: by_element(|a, b| a || b),
                 finish: Arc::new(Ok),
             },
@@ -1203,6 +1185,7 @@ impl Array<bool> {
                 block: Arc::new(|v, axes, _| {
                     fold_axes(v, axes, true, |a, &x| *a && x, |a, b| *a && *b)
                 }),
+                columns: None,
                 merge: by_element(|a, b| a && b),
                 finish: Arc::new(Ok),
             },
