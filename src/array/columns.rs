@@ -1,11 +1,12 @@
 //! First-axis reductions: the common `x.sum(0)`, `x.mean(0)`, `x.std(0)`, in one pass.
 //!
 //! A block whose first axis is reduced (every other axis kept) is a stack of rows, and its
-//! partial is one accumulator per column. A [`ColumnFold`] takes the block in batches of whole
+//! partial is one accumulator per column. A [`ColumnFold`] takes the block in slabs of whole
 //! rows, each computed (fused with the elementwise chain before it) into a buffer that stays
-//! in cache while the fold reads it, and folds each batch into the accumulators at once. While
-//! it does, an [`Ahead`] prefetches the memory the next batch will be computed from, so the
-//! block streams from memory with the arithmetic overlapping its loads.
+//! in cache while the fold reads it (or read where it lies, for a block in memory), and folds
+//! each slab into the accumulators at once. While it does, an [`Ahead`] prefetches the memory
+//! the next slab will be computed from, so the block streams from memory with the arithmetic
+//! overlapping its loads: no partial per slab, and no second pass.
 //!
 //! Sums add each row into the accumulators. Moments (count, mean and sum of squared
 //! deviations, for `var` and `std`) need the mean before the deviations, which one pass
@@ -16,8 +17,8 @@
 //! sum of squared deviations `M2`, so `Σd² ≤ (n + 1)·M2` and the subtraction cancels at most
 //! `log2(GROUP + 1)` bits: the "shifted data" algorithm of Chan, Golub and LeVeque (1983),
 //! about as accurate as two passes, in one. The deviations are summed strip by strip (eight
-//! columns, a cache line of f64, held in registers down the batch's rows), so a batch is read
-//! once from cache and the accumulators once per batch.
+//! columns, a cache line of f64, held in registers down the slab's rows), so a slab is read
+//! once from cache and the accumulators once per slab.
 
 use super::element::{Float, Numeric};
 use super::kernels::Ahead;
@@ -26,12 +27,12 @@ use super::reduce::Moments;
 /// A first-axis reduction of a block of rows of a fixed length.
 pub(crate) trait ColumnFold<T, S>: Send {
     /// Folds in whole rows of the block (row-major), `first` the index of the first of them.
-    /// Batches arrive in order, from row 0, without gaps. The fold calls `ahead.step()` about
+    /// Slabs arrive in order, from row 0, without gaps. The fold calls `ahead.step()` about
     /// once per cache line it reads.
     fn add_rows(&mut self, first: usize, rows: &[T], ahead: &mut Ahead);
     /// The partial: one value per column, for the rows added.
     fn finish(self: Box<Self>) -> Vec<S>;
-    /// True when the fold reads each batch's rows front to back: rows read where they lie
+    /// True when the fold reads each slab's rows front to back: rows read where they lie
     /// then stream from memory on the hardware prefetcher alone, and planned prefetches
     /// would only cost.
     fn streams_rows(&self) -> bool {

@@ -561,22 +561,22 @@ fn fold_columns<T: Element, S: Clone>(
 ) -> std::result::Result<ArrayD<S>, TaskFailure> {
     let row: usize = shape[1..].iter().product();
     let mut fold = make(row);
-    if let Some(batch) = SLAB.checked_div(row) {
-        let batch = batch.max(1);
+    if let Some(slab) = SLAB.checked_div(row) {
+        let slab = slab.max(1);
         // rows read in place and in order stream on the hardware prefetcher alone
         let plan = !(kernel.passthrough() && fold.streams_rows());
         let mut ahead = Ahead::default();
         let mut r0 = 0;
         while r0 < shape[0] {
-            let r1 = (r0 + batch).min(shape[0]);
-            let r2 = (r1 + batch).min(shape[0]);
+            let r1 = (r0 + slab).min(shape[0]);
+            let r2 = (r1 + slab).min(shape[0]);
             if plan {
                 ahead.plan(kernel, inputs, r1 * row, (r2 - r1) * row);
             }
             with_block(kernel, inputs, r0 * row, &[r1 - r0, row], |v| {
                 v.as_slice().map(|rows| fold.add_rows(r0, rows, &mut ahead))
             })?
-            .ok_or_else(|| internal("a batch of rows is not contiguous"))?;
+            .ok_or_else(|| internal("a slab of rows is not contiguous"))?;
             r0 = r1;
         }
     }
