@@ -9,10 +9,11 @@
 //!
 //! Since the elements are independent, the normal's common case runs over runs of elements
 //! at once, a loop the compiler turns into SIMD code (AVX-512 or AVX2 where the CPU has it,
-//! chosen at run time): hash, take the ziggurat layer, scale, accept. The few elements it
-//! rejects (about 1.2%) are then drawn one by one through rand_distr's sampler from the
-//! element's own stream, which replays the same first draw: the numbers are exactly
-//! rand_distr's, whatever the CPU.
+//! chosen at run time): hash, take the ziggurat layer, scale, accept, and mark each rejection
+//! in a bit mask. The few elements it rejects (about 1.2%) are then found from the mask's
+//! set bits (no branch per element, which mispredicted at every rejection) and drawn one by
+//! one through rand_distr's sampler from the element's own stream, which replays the same
+//! first draw: the numbers are exactly rand_distr's, whatever the CPU.
 
 use std::convert::Infallible;
 
@@ -76,10 +77,10 @@ const RUN: usize = 256;
 
 /// The ziggurat's common case for flat indices `first..`: each element's first draw picks a
 /// layer and a point in it; a point inside the layer's rectangle is the number, any other
-/// is NaN (for [`fill_normal`] to draw again the slow way). No branch, no early exit: the
-/// loop vectorises.
+/// is NaN (for [`fill_normal`] to draw again the slow way), its bit set in `rejected` (bit
+/// `j % 64` of word `j / 64` for element `j`). No branch, no early exit: the loops vectorise.
 #[inline(always)]
-fn normal_fast_path(key: u64, first: u64, out: &mut [f64]) {
+fn normal_fast_path(key: u64, first: u64, out: &mut [f64], rejected: &mut [u64]) {
     for (j, o) in out.iter_mut().enumerate() {
         let idx = first.wrapping_add(j as u64);
         // ElementRng::new then its first next_u64
@@ -94,6 +95,13 @@ fn normal_fast_path(key: u64, first: u64, out: &mut [f64]) {
             f64::NAN
         };
     }
+    rejected.fill(0);
+    for (r, word) in rejected.iter_mut().zip(out.chunks(64)) {
+        *r = word
+            .iter()
+            .enumerate()
+            .fold(0, |m, (j, x)| m | (u64::from(x.is_nan()) << j));
+    }
 }
 
 /// [`normal_fast_path`] compiled for AVX-512.
@@ -102,8 +110,8 @@ fn normal_fast_path(key: u64, first: u64, out: &mut [f64]) {
 /// The CPU must have AVX-512 F, DQ and VL.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,bmi2")]
-unsafe fn normal_fast_path_avx512(key: u64, first: u64, out: &mut [f64]) {
-    normal_fast_path(key, first, out)
+unsafe fn normal_fast_path_avx512(key: u64, first: u64, out: &mut [f64], rejected: &mut [u64]) {
+    normal_fast_path(key, first, out, rejected)
 }
 
 /// [`normal_fast_path`] compiled for AVX2.
@@ -112,12 +120,12 @@ unsafe fn normal_fast_path_avx512(key: u64, first: u64, out: &mut [f64]) {
 /// The CPU must have AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,bmi2")]
-unsafe fn normal_fast_path_avx2(key: u64, first: u64, out: &mut [f64]) {
-    normal_fast_path(key, first, out)
+unsafe fn normal_fast_path_avx2(key: u64, first: u64, out: &mut [f64], rejected: &mut [u64]) {
+    normal_fast_path(key, first, out, rejected)
 }
 
 /// The widest version of the fast path this CPU runs.
-fn fast_path() -> fn(u64, u64, &mut [f64]) {
+fn fast_path() -> fn(u64, u64, &mut [f64], &mut [u64]) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f")
@@ -126,13 +134,13 @@ fn fast_path() -> fn(u64, u64, &mut [f64]) {
             && std::arch::is_x86_feature_detected!("bmi2")
         {
             // SAFETY: the CPU has the features the function is compiled for (just checked).
-            return |k, f, o| unsafe { normal_fast_path_avx512(k, f, o) };
+            return |k, f, o, r| unsafe { normal_fast_path_avx512(k, f, o, r) };
         }
         if std::arch::is_x86_feature_detected!("avx2")
             && std::arch::is_x86_feature_detected!("bmi2")
         {
             // SAFETY: as above.
-            return |k, f, o| unsafe { normal_fast_path_avx2(k, f, o) };
+            return |k, f, o, r| unsafe { normal_fast_path_avx2(k, f, o, r) };
         }
     }
     normal_fast_path
@@ -141,18 +149,18 @@ fn fast_path() -> fn(u64, u64, &mut [f64]) {
 /// Standard normal numbers for flat indices `first..first + out.len()`.
 pub(crate) fn fill_normal(key: u64, first: u64, out: &mut [f64]) {
     let fast = fast_path();
+    let mut rejected = [0u64; RUN / 64];
     let mut at = first;
     for run in out.chunks_mut(RUN) {
-        fast(key, at, run);
-        // Rejections are rare (about 3 in a run): look for them 8 at a time.
-        for (c, eight) in run.chunks_mut(8).enumerate() {
-            if eight.iter().fold(false, |any, x| any | x.is_nan()) {
-                for (j, o) in eight.iter_mut().enumerate() {
-                    if o.is_nan() {
-                        let i = at.wrapping_add((c * 8 + j) as u64);
-                        *o = StandardNormal.sample(&mut ElementRng::new(key, i));
-                    }
-                }
+        fast(key, at, run, &mut rejected);
+        // Rejections are rare (about 3 in a run): redraw them, found bit by bit.
+        for (w, &bits) in rejected.iter().enumerate() {
+            let mut bits = bits;
+            while bits != 0 {
+                let j = w * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                run[j] =
+                    StandardNormal.sample(&mut ElementRng::new(key, at.wrapping_add(j as u64)));
             }
         }
         at = at.wrapping_add(run.len() as u64);
@@ -191,7 +199,7 @@ mod tests {
             );
             // the portable build of the fast path agrees where it accepts
             let mut portable = vec![0.0; n];
-            normal_fast_path(k, first, &mut portable);
+            normal_fast_path(k, first, &mut portable, &mut vec![0; n.div_ceil(64)]);
             let accepted = portable.iter().filter(|x| !x.is_nan()).count();
             assert!(
                 accepted as f64 > 0.98 * n as f64 && accepted < n,
