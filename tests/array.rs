@@ -902,6 +902,25 @@ fn first_axis_reductions_in_one_pass() {
             "NaN and infinity give NaN, as in NumPy"
         );
     }
+    // reads that are not one run: transposed, and a window of rows and columns
+    let t = x.t();
+    let at = a.t().to_owned();
+    assert_close(
+        &t.var_axis(&[0]).unwrap().compute().unwrap(),
+        &at.var_axis(Axis(0), 0.0),
+    );
+    let w = x
+        .slice(&[Idx::range(3, Some(480), 1), Idx::range(5, Some(190), 1)])
+        .unwrap();
+    let aw = a.slice(s![3..480, 5..190]).to_owned().into_dyn();
+    assert_close(
+        &w.std_axis(&[0]).unwrap().compute().unwrap(),
+        &aw.std_axis(Axis(0), 0.0),
+    );
+    assert_close(
+        &w.sum_axis(&[0]).unwrap().compute().unwrap(),
+        &aw.sum_axis(Axis(0)),
+    );
     // f32, three axes reduced over the first, and integer sums
     let a32 = nd(&[70, 3, 45], 23).mapv(|v| v as f32);
     let x32 = Array::from_ndarray(&c, a32.clone(), [33, 2, 45]).unwrap();
