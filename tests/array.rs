@@ -863,6 +863,55 @@ proptest! {
 }
 
 #[test]
+fn binary_operations_read_their_operands_where_they_lie() {
+    // every operation, with each operand read in place (a block, a window of one, a
+    // broadcast row) or computed, on either side, against ndarray
+    use onebox::array::kernels::BinaryOp;
+    let c = cluster();
+    let (a, b) = (nd(&[40, 90], 31), nd(&[40, 90], 32).mapv(|v| v + 0.5));
+    let big = nd(&[50, 100], 33);
+    let row = nd(&[90], 34).mapv(|v| v + 0.25);
+    let x = Array::from_ndarray(&c, a.clone(), [40, 90]).unwrap();
+    let y = Array::from_ndarray(&c, b.clone(), [40, 90]).unwrap();
+    let window = Array::from_ndarray(&c, big.clone(), [50, 100])
+        .unwrap()
+        .slice(&[Idx::range(5, Some(45), 1), Idx::range(7, Some(97), 1)])
+        .unwrap();
+    let aw = big.slice(s![5..45, 7..97]).to_owned().into_dyn();
+    let r = Array::from_ndarray(&c, row.clone(), [90]).unwrap();
+    let computed = &y * 1.5;
+    let bc = &b * 1.5;
+    let rb = row.broadcast((40, 90)).unwrap().to_owned().into_dyn();
+    let ops: [(BinaryOp, fn(f64, f64) -> f64); 8] = [
+        (BinaryOp::Add, |p, q| p + q),
+        (BinaryOp::Sub, |p, q| p - q),
+        (BinaryOp::Mul, |p, q| p * q),
+        (BinaryOp::Div, |p, q| p / q),
+        (BinaryOp::Rem, |p, q| p % q),
+        (BinaryOp::Pow, f64::powf),
+        (BinaryOp::Max, f64::max),
+        (BinaryOp::Min, f64::min),
+    ];
+    let pairs: [(&Array<f64>, &ArrayD<f64>, &Array<f64>, &ArrayD<f64>); 6] = [
+        (&x, &a, &y, &b),
+        (&x, &a, &r, &rb),
+        (&r, &rb, &x, &a),
+        (&window, &aw, &y, &b),
+        (&computed, &bc, &x, &a),
+        (&x, &a, &computed, &bc),
+    ];
+    for (op, f) in ops {
+        for (k, (p, pa, q, qa)) in pairs.iter().enumerate() {
+            let got = p.binary(op, *q).compute().unwrap();
+            let want = ndarray::Zip::from(*pa)
+                .and(*qa)
+                .map_collect(|&u, &v| f(u, v));
+            assert!(close(&got, &want, 1e-12), "{op:?}, operands {k}");
+        }
+    }
+}
+
+#[test]
 fn first_axis_reductions_in_one_pass() {
     // columns that break a careless one-pass variance: far from zero, an outlier in the first
     // row of a group, a constant, a NaN, an infinity; 500 rows in blocks of 200 (several

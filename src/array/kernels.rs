@@ -68,8 +68,8 @@ pub(crate) trait Kernel<T>: Send + Sync {
     /// Hands the elements `start..start + len` to `f` where they lie, lane by lane along the
     /// last axis (`f(position in the range, run)`; lanes of at least [`LEND_MIN`] elements,
     /// cut only where the range starts and ends), and returns true; or calls nothing and
-    /// returns false (computed values, strided or short lanes, and whole contiguous blocks,
-    /// which stream from memory better through a tile copy). After an error, what `f` was
+    /// returns false (computed values, strided or short lanes, and contiguous reads, which
+    /// [`Kernel::slice`] hands out in one piece). After an error, what `f` was
     /// given is incomplete. Lets an operation read a broadcast row in place instead of
     /// copying it into every tile.
     fn lend(
@@ -81,6 +81,18 @@ pub(crate) trait Kernel<T>: Send + Sync {
     ) -> Result<bool, TaskFailure> {
         let _ = (inputs, start, len, f);
         Ok(false)
+    }
+    /// Its elements `start..start + len` where they lie, when this kernel is a contiguous
+    /// read; `None` otherwise. Lets an operation read its operand in place instead of copying
+    /// it into a tile.
+    fn slice<'a>(
+        &'a self,
+        inputs: &'a [Chunk],
+        start: usize,
+        len: usize,
+    ) -> Result<Option<&'a [T]>, TaskFailure> {
+        let _ = (inputs, start, len);
+        Ok(None)
     }
     /// Pushes the memory this kernel reads from its inputs in order, as `(address, bytes)`
     /// ranges, to compute its elements `start..start + len`: for [`Ahead`]. Only contiguous
@@ -385,8 +397,8 @@ impl<T: Element> Kernel<T> for Read<T> {
         len: usize,
         f: &mut dyn FnMut(usize, &[T]),
     ) -> Result<bool, TaskFailure> {
-        // A contiguous read streams its block from memory, which the tile copy does better
-        // than an operation's loop; a broadcast read (some stride 0) re-reads rows in cache.
+        // Lanes of a broadcast read (some stride 0), which re-reads rows in cache; a
+        // contiguous read is one piece, handed out by `slice`.
         let broadcast = self.strides.contains(&0);
         let long_lanes = self.shape.last().is_some_and(|&n| n >= LEND_MIN);
         if self.contiguous || !broadcast || self.strides.last() != Some(&1) || !long_lanes {
@@ -405,6 +417,22 @@ impl<T: Element> Kernel<T> for Read<T> {
             return Err(internal("a block read went out of bounds"));
         }
         Ok(true)
+    }
+
+    fn slice<'a>(
+        &'a self,
+        inputs: &'a [Chunk],
+        start: usize,
+        len: usize,
+    ) -> Result<Option<&'a [T]>, TaskFailure> {
+        if !self.contiguous {
+            return Ok(None);
+        }
+        let from = self.base + start;
+        let data = self.data(inputs)?;
+        data.get(from..from + len)
+            .map(Some)
+            .ok_or_else(|| internal("a block read went out of bounds"))
     }
 
     fn reads(&self, inputs: &[Chunk], start: usize, len: usize, out: &mut Vec<(usize, usize)>) {
@@ -679,7 +707,7 @@ pub(crate) struct Binary<T> {
     pub(crate) a: Arc<dyn Kernel<T>>,
     pub(crate) b: Arc<dyn Kernel<T>>,
     pub(crate) op: BinaryOp,
-    pub(crate) f: fn(&mut [T], &[T]),
+    pub(crate) f: BinaryFns<T>,
 }
 
 impl<T: Element> Kernel<T> for Binary<T> {
@@ -717,21 +745,44 @@ impl<T: Element> Kernel<T> for Binary<T> {
     }
     fn eval(&self, inputs: &[Chunk], start: usize, out: &mut [T]) -> Result<(), TaskFailure> {
         let (ia, ib) = split(inputs, self.a.arity())?;
-        self.a.eval(ia, start, out)?;
-        // The right operand where it lies (a broadcast row) ...
-        let lent = self.b.lend(ib, start, out.len(), &mut |o, run| {
-            (self.f)(&mut out[o..o + run.len()], run)
-        })?;
-        if lent {
-            return Ok(());
+        let n = out.len();
+        // The left operand where it lies (a contiguous read), into the output ...
+        if let Some(a) = self.a.slice(ia, start, n)? {
+            let into = self.f.into;
+            return runs_of(&*self.b, ib, start, n, &mut |o, run| {
+                into(&mut out[o..o + run.len()], &a[o..o + run.len()], run)
+            });
         }
-        // ... or computed into a tile first.
-        with_scratch(out.len(), |y: &mut [T]| {
-            self.b.eval(ib, start, y)?;
-            (self.f)(out, y);
-            Ok(())
+        // ... or computed into the output first.
+        self.a.eval(ia, start, out)?;
+        let in_place = self.f.in_place;
+        runs_of(&*self.b, ib, start, n, &mut |o, run| {
+            in_place(&mut out[o..o + run.len()], run)
         })
     }
+}
+
+/// Hands `kernel`'s elements `start..start + n` to `f(position in the range, run)`: where they
+/// lie when it can ([`Kernel::lend`], [`Kernel::slice`]), otherwise computed into a tile.
+fn runs_of<T: Element>(
+    kernel: &dyn Kernel<T>,
+    inputs: &[Chunk],
+    start: usize,
+    n: usize,
+    f: &mut dyn FnMut(usize, &[T]),
+) -> Result<(), TaskFailure> {
+    if kernel.lend(inputs, start, n, f)? {
+        return Ok(());
+    }
+    if let Some(s) = kernel.slice(inputs, start, n)? {
+        f(0, s);
+        return Ok(());
+    }
+    with_scratch(n, |y: &mut [T]| {
+        kernel.eval(inputs, start, y)?;
+        f(0, y);
+        Ok(())
+    })
 }
 
 /// `where(cond, a, b)`.
@@ -915,41 +966,38 @@ pub enum BinaryOp {
 }
 
 /// The CPU implementation of a binary operation: `a[i] = a[i] op b[i]`.
-pub(crate) fn binary_fn<T: Numeric>(op: BinaryOp) -> fn(&mut [T], &[T]) {
-    match op {
-        BinaryOp::Add => |a, b| {
-            a.iter_mut()
-                .zip(b)
-                .for_each(|(x, &y)| *x = T::num_add(*x, y))
-        },
-        BinaryOp::Sub => |a, b| {
-            a.iter_mut()
-                .zip(b)
-                .for_each(|(x, &y)| *x = T::num_sub(*x, y))
-        },
-        BinaryOp::Mul => |a, b| {
-            a.iter_mut()
-                .zip(b)
-                .for_each(|(x, &y)| *x = T::num_mul(*x, y))
-        },
-        BinaryOp::Div => |a, b| {
-            a.iter_mut()
-                .zip(b)
-                .for_each(|(x, &y)| *x = T::num_div(*x, y))
-        },
-        BinaryOp::Rem => |a, b| {
-            a.iter_mut()
-                .zip(b)
-                .for_each(|(x, &y)| *x = T::num_rem(*x, y))
-        },
-        BinaryOp::Pow => |a, b| {
-            a.iter_mut()
-                .zip(b)
-                .for_each(|(x, &y)| *x = T::num_pow(*x, y))
-        },
-        BinaryOp::Max => |a, b| a.iter_mut().zip(b).for_each(|(x, &y)| *x = nan_max(*x, y)),
-        BinaryOp::Min => |a, b| a.iter_mut().zip(b).for_each(|(x, &y)| *x = nan_min(*x, y)),
+pub(crate) fn binary_fn<T: Numeric>(op: BinaryOp) -> BinaryFns<T> {
+    /// Both forms of one element function: in place, and into a third slice.
+    macro_rules! forms {
+        ($f:expr) => {
+            BinaryFns {
+                in_place: |a, b| a.iter_mut().zip(b).for_each(|(x, &y)| *x = $f(*x, y)),
+                into: |o, a, b| {
+                    o.iter_mut()
+                        .zip(a)
+                        .zip(b)
+                        .for_each(|((o, &x), &y)| *o = $f(x, y))
+                },
+            }
+        };
     }
+    match op {
+        BinaryOp::Add => forms!(T::num_add),
+        BinaryOp::Sub => forms!(T::num_sub),
+        BinaryOp::Mul => forms!(T::num_mul),
+        BinaryOp::Div => forms!(T::num_div),
+        BinaryOp::Rem => forms!(T::num_rem),
+        BinaryOp::Pow => forms!(T::num_pow),
+        BinaryOp::Max => forms!(nan_max),
+        BinaryOp::Min => forms!(nan_min),
+    }
+}
+
+/// A binary operation over slices: `a op= b`, and `out = a op b`.
+#[derive(Clone, Copy)]
+pub(crate) struct BinaryFns<T> {
+    pub(crate) in_place: fn(&mut [T], &[T]),
+    pub(crate) into: fn(&mut [T], &[T], &[T]),
 }
 
 /// The larger, NaN winning.
