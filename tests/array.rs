@@ -882,7 +882,14 @@ fn binary_operations_read_their_operands_where_they_lie() {
     let computed = &y * 1.5;
     let bc = &b * 1.5;
     let rb = row.broadcast((40, 90)).unwrap().to_owned().into_dyn();
-    let ops: [(BinaryOp, fn(f64, f64) -> f64); 8] = [
+    type Case = (BinaryOp, fn(f64, f64) -> f64);
+    type Operands<'a> = (
+        &'a Array<f64>,
+        &'a ArrayD<f64>,
+        &'a Array<f64>,
+        &'a ArrayD<f64>,
+    );
+    let ops: [Case; 8] = [
         (BinaryOp::Add, |p, q| p + q),
         (BinaryOp::Sub, |p, q| p - q),
         (BinaryOp::Mul, |p, q| p * q),
@@ -892,7 +899,7 @@ fn binary_operations_read_their_operands_where_they_lie() {
         (BinaryOp::Max, f64::max),
         (BinaryOp::Min, f64::min),
     ];
-    let pairs: [(&Array<f64>, &ArrayD<f64>, &Array<f64>, &ArrayD<f64>); 6] = [
+    let pairs: [Operands; 6] = [
         (&x, &a, &y, &b),
         (&x, &a, &r, &rb),
         (&r, &rb, &x, &a),
