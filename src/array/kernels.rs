@@ -436,9 +436,7 @@ impl<T: Element> Kernel<T> for Read<T> {
     }
 
     fn reads(&self, inputs: &[Chunk], start: usize, len: usize, out: &mut Vec<(usize, usize)>) {
-        if let (true, Ok(data)) = (self.contiguous, self.data(inputs))
-            && let Some(s) = data.get(self.base + start..self.base + start + len)
-        {
+        if let Ok(Some(s)) = self.slice(inputs, start, len) {
             out.push((s.as_ptr() as usize, std::mem::size_of_val(s)));
         }
     }
