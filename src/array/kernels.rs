@@ -682,10 +682,7 @@ impl<A: Element, B: Element, U: Element> Kernel<U> for Zip2<A, B, U> {
         self.a.arity() + self.b.arity()
     }
     fn reads(&self, inputs: &[Chunk], start: usize, len: usize, out: &mut Vec<(usize, usize)>) {
-        if let Ok((ia, ib)) = split(inputs, self.a.arity()) {
-            self.a.reads(ia, start, len, out);
-            self.b.reads(ib, start, len, out);
-        }
+        reads_of_two(&*self.a, &*self.b, inputs, start, len, out);
     }
     fn eval(&self, inputs: &[Chunk], start: usize, out: &mut [U]) -> Result<(), TaskFailure> {
         let (ia, ib) = split(inputs, self.a.arity())?;
@@ -736,10 +733,7 @@ impl<T: Element> Kernel<T> for Binary<T> {
         Some(f(a, b))
     }
     fn reads(&self, inputs: &[Chunk], start: usize, len: usize, out: &mut Vec<(usize, usize)>) {
-        if let Ok((ia, ib)) = split(inputs, self.a.arity()) {
-            self.a.reads(ia, start, len, out);
-            self.b.reads(ib, start, len, out);
-        }
+        reads_of_two(&*self.a, &*self.b, inputs, start, len, out);
     }
     fn eval(&self, inputs: &[Chunk], start: usize, out: &mut [T]) -> Result<(), TaskFailure> {
         let (ia, ib) = split(inputs, self.a.arity())?;
@@ -757,6 +751,21 @@ impl<T: Element> Kernel<T> for Binary<T> {
         runs_of(&*self.b, ib, start, n, &mut |o, run| {
             in_place(&mut out[o..o + run.len()], run)
         })
+    }
+}
+
+/// [`Kernel::reads`] of a node with two children, `a`'s inputs first.
+fn reads_of_two<A: Element, B: Element>(
+    a: &dyn Kernel<A>,
+    b: &dyn Kernel<B>,
+    inputs: &[Chunk],
+    start: usize,
+    len: usize,
+    out: &mut Vec<(usize, usize)>,
+) {
+    if let Ok((ia, ib)) = split(inputs, a.arity()) {
+        a.reads(ia, start, len, out);
+        b.reads(ib, start, len, out);
     }
 }
 

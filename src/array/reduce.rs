@@ -43,7 +43,7 @@ pub(crate) struct BlockPos {
 }
 
 /// How to reduce: a block to a partial (keeping the reduced axes with length 1), or, where the
-/// first axis alone is reduced and `columns` is given, fed to a column fold tile by tile; two
+/// first axis alone is reduced and `columns` is given, fed to a column fold slab by slab; two
 /// partials into one (elementwise, the left one first in the array's order); a partial to the
 /// result.
 pub(crate) struct Reducer<T, S, O> {
@@ -497,6 +497,12 @@ impl<T: Element> Array<T> {
 /// while it is in the L2 cache.
 const SLAB: usize = 1 << 16;
 
+/// Rows per slab of a block whose rows (everything after the first axis) hold `row` elements:
+/// at least one.
+fn slab_rows(row: usize) -> usize {
+    (SLAB / row.max(1)).max(1)
+}
+
 /// The partial of one block, computed slab by slab: a slab is a range of the block's first
 /// axis (contiguous in its row-major order), evaluated into a cache-sized buffer and reduced
 /// at once; slab partials are merged (first axis reduced) or stacked (first axis kept).
@@ -510,7 +516,7 @@ fn partial_of_block<T: Element, S: Clone>(
     merge: &dyn Fn(&mut [S], &[S]),
 ) -> std::result::Result<ArrayD<S>, TaskFailure> {
     let row: usize = shape.iter().skip(1).product();
-    let rows = (SLAB / row.max(1)).max(1);
+    let rows = slab_rows(row);
     if shape.is_empty() || row == 0 || rows >= shape[0] {
         return with_block(kernel, inputs, 0, shape, |v| f(v, axes, pos));
     }
@@ -561,8 +567,8 @@ fn fold_columns<T: Element, S: Clone>(
 ) -> std::result::Result<ArrayD<S>, TaskFailure> {
     let row: usize = shape[1..].iter().product();
     let mut fold = make(row);
-    if let Some(slab) = SLAB.checked_div(row) {
-        let slab = slab.max(1);
+    if row > 0 {
+        let slab = slab_rows(row);
         // rows read in place and in order stream on the hardware prefetcher alone
         let plan = !(kernel.passthrough() && fold.streams_rows());
         let mut ahead = Ahead::default();
