@@ -12,15 +12,16 @@ build)
   target="${CARGO_TARGET_DIR:-target}"
   rm -rf "$out_dir" && mkdir -p "$out_dir"
   cargo build --release --bin onebox --example quickstart --example gpu_bench --example gpu_array_bench
-  json=$(cargo test --release --no-run --test gpu --test gpu_array --test gpu_diagnostics --message-format=json 2>/dev/null)
+  json=$(cargo test --release --no-run --test gpu --test gpu_array --test gpu_diagnostics --test info --message-format=json 2>/dev/null)
   exes=$(printf '%s\n' "$json" | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p')
   cp "$(printf '%s\n' "$exes" | grep '/gpu-' | tail -n1)" "$out_dir/gpu-tests"
   cp "$(printf '%s\n' "$exes" | grep '/gpu_array-' | tail -n1)" "$out_dir/gpu-array-tests"
   cp "$(printf '%s\n' "$exes" | grep '/gpu_diagnostics-' | tail -n1)" "$out_dir/gpu-diagnostics-tests"
+  cp "$(printf '%s\n' "$exes" | grep '/info-' | tail -n1)" "$out_dir/info-tests"
   cp -r scripts/gpu-job "$out_dir/"
   cp "$target/release/onebox" "$target/release/examples/quickstart" "$target/release/examples/gpu_bench" \
     "$target/release/examples/gpu_array_bench" "$out_dir/"
-  (cd "$out_dir" && strip gpu-tests gpu-array-tests gpu-diagnostics-tests gpu_bench gpu_array_bench onebox quickstart)
+  (cd "$out_dir" && strip gpu-tests gpu-array-tests gpu-diagnostics-tests info-tests gpu_bench gpu_array_bench onebox quickstart)
   cp scripts/gpu-check.sh "$out_dir/"
   du -sh "$out_dir"
   ;;
@@ -31,7 +32,9 @@ run)
   echo "== onebox info --json (CUDA_VISIBLE_DEVICES=0)"; CUDA_VISIBLE_DEVICES=0 "$dir/onebox" info --json | head -20
   echo "== quickstart"; "$dir/quickstart"
   echo "== GPU tests"
-  ONEBOX_BIN="$dir/onebox" "$dir/gpu-tests" --test-threads=1 --nocapture || status=1
+  "$dir/gpu-tests" --test-threads=1 --nocapture || status=1
+  echo "== onebox info tests (CUDA_VISIBLE_DEVICES by index and UUID)"
+  ONEBOX_BIN="$dir/onebox" "$dir/info-tests" --test-threads=1 --nocapture || status=1
   echo "== GPU array tests"
   "$dir/gpu-array-tests" --test-threads=1 --nocapture || status=1
   echo "== GPU diagnostics tests (report lanes, NVML samples, dashboard)"

@@ -1,6 +1,6 @@
 //! # onebox: one machine as a local cluster
 //!
-//! onebox runs task graphs, chunked collections and job batches on every core and GPU of one
+//! onebox runs task graphs and chunked collections on every core and GPU of one
 //! machine, with microseconds of overhead per task. The one idea: **one cluster, one graph,
 //! one scheduler**. Whatever API made a piece of work, it becomes a task in a graph that a
 //! single scheduler runs on the [`Cluster`]'s work-stealing CPU pool or on a GPU worker; that
@@ -30,10 +30,13 @@
 //! Modules, one concept each: [`hardware`] (what the machine has), [`cluster`] (sizing and
 //! the pools), [`graph`] (tasks, `Delayed`, handles, the scheduler), [`map`] (Pool-style map),
 //! [`bag`] (partitioned lists, like `dask.bag`), [`array`](mod@array) (chunked arrays, like `dask.array`),
-//! `frame` (partitioned polars dataframes, like `dask.dataframe`; feature `frame`), [`run`]
-//! (job batches from Saturn Run's files, locally, on Slurm or on Dask), [`train`]
+//! `frame` (partitioned polars dataframes, like `dask.dataframe`; feature `frame`), [`train`]
 //! (data-parallel training), [`gpu`] (GPU workers, kernels, cuBLAS), [`diagnostics`] (the event
 //! stream, progress bars, the performance report and the live dashboard), [`error`].
+//!
+//! Job batches of shell commands (Saturn Run's `run.yaml` and `tasks.yaml`, locally, on Slurm
+//! or on Dask) and the `onebox` command live in the companion crate `onebox-run`, which runs
+//! its local tasks on a [`Cluster`] of this crate.
 
 #![warn(missing_docs)]
 
@@ -48,7 +51,6 @@ pub mod gpu;
 pub mod graph;
 pub mod hardware;
 pub mod map;
-pub mod run;
 pub mod train;
 
 pub use array::Array;

@@ -180,37 +180,6 @@ fn detection_on_this_machine_is_sane() {
 }
 
 #[test]
-fn onebox_info_is_silent_on_stderr_and_prints_json() {
-    let bin = env!("CARGO_BIN_EXE_onebox");
-    let out = std::process::Command::new(bin)
-        .args(["info", "--json"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    assert!(
-        out.stderr.is_empty(),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(doc["hardware"]["cpu_budget"].as_u64().unwrap() >= 1);
-    assert!(doc["plan"]["cpu_threads"].as_u64().unwrap() >= 1);
-    let table = std::process::Command::new(bin)
-        .arg("info")
-        .output()
-        .unwrap();
-    assert!(String::from_utf8_lossy(&table.stdout).contains("cores"));
-
-    let bad = std::process::Command::new(bin)
-        .arg("info")
-        .env("ONEBOX_MEMORY_LIMIT", "lots")
-        .output()
-        .unwrap();
-    assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("lots"));
-}
-
-#[test]
 fn a_cluster_starts_with_the_planned_threads() {
     let c = Cluster::builder()
         .threads(3)

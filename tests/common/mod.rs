@@ -1,8 +1,6 @@
 //! Helpers shared by the integration tests and benches.
 #![allow(dead_code)]
 
-pub mod jobs;
-
 use onebox::Cluster;
 
 /// A cluster of `threads` pool threads, ignoring the `ONEBOX_*` environment.

@@ -1,9 +1,9 @@
-//! The `onebox::run` library API against a plain sequential model of what each task does.
+//! The `onebox_run` library API against a plain sequential model of what each task does.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use onebox::run::{self, ProgressMode, RunOptions, TaskState};
+use onebox_run::{self as run, ProgressMode, RunOptions, TaskState};
 use proptest::prelude::*;
 
 fn spec(dir: &std::path::Path) -> run::RunSpec {

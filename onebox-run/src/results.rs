@@ -25,7 +25,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use onebox::{Error, Result};
 
 /// The name of the run's summary file, at the top of its results directory.
 pub const SUMMARY_FILE: &str = "summary.json";

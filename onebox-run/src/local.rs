@@ -19,10 +19,10 @@
 //! `SATURN_RUN_LOCAL_RANK` is its first GPU's index; `gpus: 0` hides every GPU; a task that
 //! does not say keeps the environment it inherits.
 //!
-//! This thread, meanwhile, keeps the books: it writes the journal and the progress as tasks
-//! end, fills slots no pool thread could, kills the process group of a task past its timeout,
-//! and on SIGINT/SIGTERM (or [`RunOptions::stop`]) stops admitting, sends SIGTERM to every
-//! running group, then SIGKILL to what is left after a grace period, and marks those tasks
+//! The [bookkeeping loop](crate::batch), meanwhile, polls this backend: each poll passes on
+//! what started and ended, fills slots no pool thread could, and kills the process group of a
+//! task past its timeout. When the loop stops the run, admitting stops, every running group
+//! gets SIGTERM, then SIGKILL after the grace period, and those tasks are marked
 //! `interrupted`.
 
 use std::collections::VecDeque;
@@ -36,21 +36,17 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam::channel::{self, RecvTimeoutError};
 
-use super::progress::Progress;
-use super::results::{
-    self, INTERRUPTED, ResultsDir, TIMEOUT_EXIT, TaskRecord, TaskState, append_journal,
-    write_atomic,
+use onebox::{Cluster, Error, Result};
+
+use crate::RunOptions;
+use crate::batch::{Backend, News};
+use crate::results::{
+    self, INTERRUPTED, ResultsDir, TIMEOUT_EXIT, TaskRecord, TaskState, write_atomic,
 };
-use super::spec::{Task, without_shell};
-use super::{RunOptions, signals};
-use crate::cluster::Cluster;
-use crate::error::{Error, Result};
-use crate::graph::lock_unpoisoned as lock;
+use crate::spec::{Task, without_shell};
 
 /// How long running tasks get between SIGTERM and SIGKILL when a run is interrupted.
 const GRACE: Duration = Duration::from_secs(2);
-/// How often the books are checked when nothing happens (signals, progress bar).
-const TICK: Duration = Duration::from_millis(100);
 
 /// The machine's slots: CPU slots and GPUs (by their UUID, or index when unknown).
 #[derive(Debug, Clone)]
@@ -68,8 +64,8 @@ impl Slots {
     /// A `max_parallel` above the CPU budget raises the CPU slots to it (for tasks that mostly
     /// wait, such as downloads); below it, it only caps how many tasks run at once.
     pub fn detect(max_parallel: Option<usize>) -> Result<Slots> {
-        let hw = crate::Hardware::detect();
-        let plan = crate::Plan::new(&hw, &crate::Settings::from_env()?)?;
+        let hw = onebox::Hardware::detect();
+        let plan = onebox::Plan::new(&hw, &onebox::Settings::from_env()?)?;
         let gpus = plan
             .gpus
             .iter()
@@ -111,6 +107,12 @@ impl Slots {
         }
         Ok(())
     }
+}
+
+/// Locks `m`, also after a thread panicked while holding it: the books stay usable, and a
+/// panic on a pool thread is already turned into the task's failure.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 const NOT_KILLED: u8 = 0;
@@ -299,155 +301,145 @@ fn run_admitted(shared: &Arc<Shared>, admitted: Admitted) {
     let _ = shared.notes.send(Note::Ended(idx, record));
 }
 
-/// Runs `tasks` on this machine; returns their records in the order given.
-pub(crate) fn run(
-    dir: &ResultsDir,
-    tasks: &[Task],
-    slots: &Slots,
-    opts: &RunOptions,
-    progress: &Progress,
-) -> Result<(Vec<TaskRecord>, bool)> {
-    let n = tasks.len();
-    let mut records: Vec<Option<TaskRecord>> = vec![None; n];
-    if n == 0 {
-        return Ok((Vec::new(), false));
+/// The local executor as the bookkeeping loop drives it.
+pub(crate) struct Local {
+    shared: Arc<Shared>,
+    notes: channel::Receiver<Note>,
+    /// Tasks whose end the loop has been told of.
+    ended: usize,
+    stopping: bool,
+}
+
+impl Local {
+    /// A backend for `tasks` on `slots`, with its cluster (and dashboard, if asked) started.
+    pub(crate) fn new(
+        dir: &ResultsDir,
+        tasks: &[Task],
+        slots: &Slots,
+        opts: &RunOptions,
+    ) -> Result<Local> {
+        let threads = slots.max_parallel.min(tasks.len()).max(1);
+        let mut builder = Cluster::builder()
+            .threads(threads)
+            .gpus(0)
+            .memory_limit("1GB")
+            .ignore_env()
+            .progress(false);
+        if let Some(addr) = &opts.dashboard {
+            builder = builder.dashboard(addr.clone());
+        }
+        let cluster = builder.build()?;
+        if let Some(url) = cluster.dashboard_url() {
+            eprintln!("onebox: dashboard at {url}");
+        }
+        let (tx, rx) = channel::unbounded::<Note>();
+        let shared = Arc::new(Shared {
+            cluster,
+            tasks: tasks.to_vec(),
+            dir: dir.clone(),
+            slots: slots.clone(),
+            host: results::hostname(),
+            books: Mutex::new(Books {
+                pending: (0..tasks.len()).collect(),
+                free_cpus: slots.cpus,
+                free_gpus: vec![true; slots.gpus.len()],
+                lanes: vec![None; threads],
+                running: 0,
+                admitted: 0,
+            }),
+            stop: opts.stop.clone(),
+            notes: tx,
+        });
+        Ok(Local {
+            shared,
+            notes: rx,
+            ended: 0,
+            stopping: false,
+        })
     }
-    let threads = slots.max_parallel.min(n).max(1);
-    let mut builder = Cluster::builder()
-        .threads(threads)
-        .gpus(0)
-        .memory_limit("1GB")
-        .ignore_env()
-        .progress(false);
-    if let Some(addr) = &opts.dashboard {
-        builder = builder.dashboard(addr.clone());
+
+    /// Starts the pending tasks that fit the free slots (at the start, and when a pool thread
+    /// found nothing to take).
+    fn fill(&self, news: &mut Vec<News>) {
+        while let Some(next) = lock(&self.shared.books).admit(&self.shared.tasks) {
+            news.push(News::Started(next.idx));
+            start(&self.shared, next);
+        }
     }
-    let cluster = builder.build()?;
-    if let Some(url) = cluster.dashboard_url() {
-        eprintln!("onebox: dashboard at {url}");
-    }
-    let journal_path = dir.journal_file();
-    let mut journal = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&journal_path)
-        .map_err(|e| Error::io(&journal_path, e))?;
-    let (tx, rx) = channel::unbounded::<Note>();
-    let shared = Arc::new(Shared {
-        cluster: cluster.clone(),
-        tasks: tasks.to_vec(),
-        dir: dir.clone(),
-        slots: slots.clone(),
-        host: results::hostname(),
-        books: Mutex::new(Books {
-            pending: (0..n).collect(),
-            free_cpus: slots.cpus,
-            free_gpus: vec![true; slots.gpus.len()],
-            lanes: vec![None; threads],
-            running: 0,
-            admitted: 0,
-        }),
-        stop: opts.stop.clone(),
-        notes: tx,
-    });
-    let mut ended = 0usize;
-    let mut stopping: Option<Instant> = None;
-    let mut killed_hard = false;
-    let kill_all = |signal: i32| {
-        for (state, _, _) in lock(&shared.books).lanes.iter().flatten() {
+
+    fn signal_all(&self, signal: i32) {
+        for (state, _, _) in lock(&self.shared.books).lanes.iter().flatten() {
             state.kill(signal, KILLED_INTERRUPT);
         }
-    };
+    }
+}
 
-    loop {
-        // Interruption (checked first: a signal may come before the first task starts).
-        let asked = opts.stop.load(Ordering::SeqCst) || signals::received().is_some();
-        match stopping {
-            None if asked => {
-                opts.stop.store(true, Ordering::SeqCst);
-                let running = lock(&shared.books).running;
-                progress.println(&format!(
-                    "onebox: interrupted: stopping {running} running task(s); `--resume` finishes the rest"
-                ));
-                kill_all(libc::SIGTERM);
-                stopping = Some(Instant::now());
-            }
-            Some(at) if !killed_hard && at.elapsed() >= GRACE => {
-                kill_all(libc::SIGKILL);
-                killed_hard = true;
-            }
-            _ => {}
-        }
+impl Backend for Local {
+    fn start(&mut self, news: &mut Vec<News>) -> Result<()> {
+        self.fill(news);
+        Ok(())
+    }
 
-        // Fill the free slots (at the start, and when a pool thread found nothing to take).
-        if stopping.is_none() {
-            loop {
-                let Some(first) = lock(&shared.books).admit(tasks) else {
-                    break;
-                };
-                progress.started(&tasks[first.idx].name);
-                start(&shared, first);
-            }
-        }
-        let (admitted, queue_empty, next_deadline) = {
-            let books = lock(&shared.books);
-            let deadline = books
-                .lanes
-                .iter()
-                .flatten()
-                .filter_map(|(r, _, _)| lock(&r.child).and_then(|(_, d)| d))
-                .min();
-            (books.admitted, books.pending.is_empty(), deadline)
-        };
-        if ended == admitted && (queue_empty || stopping.is_some()) {
-            break;
-        }
-
-        // Wait for an end, a deadline or a tick.
-        let wait = next_deadline.map_or(TICK, |d| {
-            d.saturating_duration_since(Instant::now()).min(TICK)
+    fn poll(&mut self, wait: Duration, news: &mut Vec<News>) -> Result<bool> {
+        let next_deadline = lock(&self.shared.books)
+            .lanes
+            .iter()
+            .flatten()
+            .filter_map(|(r, _, _)| lock(&r.child).and_then(|(_, d)| d))
+            .min();
+        let wait = next_deadline.map_or(wait, |d| {
+            d.saturating_duration_since(Instant::now()).min(wait)
         });
-        match rx.recv_timeout(wait) {
+        match self.notes.recv_timeout(wait) {
             Ok(first) => {
-                for note in std::iter::once(first).chain(rx.try_iter()) {
+                for note in std::iter::once(first).chain(self.notes.try_iter()) {
                     match note {
-                        Note::Started(idx) => progress.started(&tasks[idx].name),
+                        Note::Started(idx) => news.push(News::Started(idx)),
                         Note::Ended(idx, record) => {
-                            ended += 1;
-                            if let Err(e) = append_journal(&mut journal, &record) {
-                                progress.println(&format!(
-                                    "onebox: cannot append to {}: {e}",
-                                    journal_path.display()
-                                ));
-                            }
-                            progress.ended(&record);
-                            records[idx] = Some(record);
+                            self.ended += 1;
+                            news.push(News::Ended(idx, record));
                         }
                     }
                 }
             }
             Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Disconnected) => return Ok(false),
         }
-
         // Timeouts.
         let now = Instant::now();
-        for (state, _, _) in lock(&shared.books).lanes.iter().flatten() {
+        for (state, _, _) in lock(&self.shared.books).lanes.iter().flatten() {
             let overdue = lock(&state.child).is_some_and(|(_, d)| d.is_some_and(|d| d <= now));
             if overdue {
                 state.kill(libc::SIGKILL, KILLED_TIMEOUT);
             }
         }
-
-        progress.tick();
+        if !self.stopping {
+            self.fill(news);
+        }
+        let books = lock(&self.shared.books);
+        let over = self.ended == books.admitted && (books.pending.is_empty() || self.stopping);
+        Ok(!over)
     }
-    let interrupted = stopping.is_some();
-    let out = records
-        .into_iter()
-        .enumerate()
-        .map(|(i, r)| r.unwrap_or_else(|| TaskRecord::pending(&tasks[i].name, tasks[i].index)))
-        .collect();
-    Ok((out, interrupted))
+
+    fn stop(&mut self, hard: bool) {
+        self.stopping = true;
+        self.shared.stop.store(true, Ordering::SeqCst);
+        self.signal_all(if hard { libc::SIGKILL } else { libc::SIGTERM });
+    }
+
+    fn grace(&self) -> Duration {
+        GRACE
+    }
+
+    fn stopping(&self) -> String {
+        let running = lock(&self.shared.books).running;
+        format!("stopping {running} running task(s)")
+    }
+
+    fn unreported(&mut self, _pos: usize, _interrupted: bool) -> Result<Option<TaskRecord>> {
+        // A task the pool started always reports its end: one that did not never started.
+        Ok(None)
+    }
 }
 
 fn job_spec(
@@ -638,7 +630,7 @@ fn attempt_once(job: &JobSpec, state: &Running) -> std::io::Result<Outcome> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::run::spec::parse_tasks;
+    use crate::spec::parse_tasks;
 
     /// Runs `tasks_yaml` with fake slots; returns each task's stdout lines.
     fn run_with(slots: &Slots, tasks_yaml: &str) -> (Vec<TaskRecord>, Vec<Vec<String>>) {
@@ -647,10 +639,15 @@ mod tests {
         std::fs::create_dir_all(dir.state_dir()).unwrap();
         let tasks = parse_tasks(tasks_yaml, "t").unwrap();
         slots.check(&tasks).unwrap();
-        let opts = RunOptions::new("t");
-        let progress = Progress::new(super::super::ProgressMode::Quiet, tasks.len());
-        let (records, interrupted) = run(&dir, &tasks, slots, &opts, &progress).unwrap();
-        assert!(!interrupted);
+        let opts = RunOptions {
+            progress: crate::ProgressMode::Quiet,
+            ..RunOptions::new("t")
+        };
+        let mut local = Local::new(&dir, &tasks, slots, &opts).unwrap();
+        let skip = vec![false; tasks.len()];
+        let report = crate::batch::run(&mut local, &dir, &tasks, &skip, "local", &opts).unwrap();
+        assert!(!report.interrupted);
+        let records = report.tasks;
         let outs = tasks
             .iter()
             .map(|t| {

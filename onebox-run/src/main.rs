@@ -116,7 +116,7 @@ fn run(cli: Cli) -> onebox::Result<ExitCode> {
             quiet,
             dashboard,
         } => {
-            use onebox::run::{self, ProgressMode, RunOptions, TaskState};
+            use onebox_run::{self as run, ProgressMode, RunOptions, TaskState};
             let spec = run::spec::read_run_file(&run_yaml)?;
             let tasks = run::spec::read_tasks_file(&tasks_yaml)?;
             let name = match (name, prefix) {
@@ -176,7 +176,7 @@ fn run(cli: Cli) -> onebox::Result<ExitCode> {
             path,
             json,
         } => {
-            use onebox::run::{self, ResultsDir};
+            use onebox_run::{self as run, ResultsDir};
             let (label, dir, records) = match (path, run_yaml, name) {
                 (Some(p), _, _) => {
                     let dir = ResultsDir::new(p);

@@ -14,7 +14,7 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_saphyr::Spanned;
 
-use crate::error::{Error, Result};
+use onebox::{Error, Result};
 
 /// A checked `run.yaml`: which executor runs the tasks, where results go, what to copy first.
 #[derive(Debug, Clone, PartialEq)]

@@ -25,17 +25,15 @@ use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::progress::Progress;
-use super::results::{
-    self, INTERRUPTED, ResultsDir, TIMEOUT_EXIT, TaskRecord, TaskState, append_journal,
-    write_atomic,
+use onebox::{Error, Result};
+
+use crate::batch::{Backend, News};
+use crate::results::{
+    self, INTERRUPTED, ResultsDir, TIMEOUT_EXIT, TaskRecord, TaskState, write_atomic,
 };
-use super::spec::{SlurmOptions, Task, shell_quote};
-use super::{RunOptions, signals};
-use crate::error::{Error, Result};
+use crate::spec::{SlurmOptions, Task, shell_quote};
 
 /// One array: tasks sharing a resource shape, grouped into elements.
 struct Array {
@@ -45,147 +43,174 @@ struct Array {
     elements: Vec<Vec<usize>>,
 }
 
-/// Runs `tasks` as Slurm job arrays; returns their records in the order given.
-pub(crate) fn run(
-    dir: &ResultsDir,
-    tasks: &[Task],
-    opts_slurm: &SlurmOptions,
-    opts: &RunOptions,
-    progress: &Progress,
-) -> Result<(Vec<TaskRecord>, bool)> {
-    if tasks.is_empty() {
-        return Ok((Vec::new(), false));
-    }
-    let work = dir.state_dir().join("slurm");
-    std::fs::create_dir_all(work.join("info")).map_err(|e| Error::io(&work, e))?;
-    for (pos, t) in tasks.iter().enumerate() {
-        let script = task_script(dir, &work, t, pos);
-        let path = work.join(format!("task-{pos}.sh"));
-        std::fs::write(&path, script).map_err(|e| Error::io(&path, e))?;
-        let info = work.join("info").join(pos.to_string());
-        let _ = std::fs::remove_file(info);
-        let status = dir.status_file(&t.name);
-        let _ = std::fs::remove_file(status);
-    }
-    let arrays = plan_arrays(tasks, opts_slurm.tasks_per_job);
-    let mut job_ids = Vec::new();
-    for (k, array) in arrays.iter().enumerate() {
-        let adir = work.join(format!("array-{k}"));
-        std::fs::create_dir_all(&adir).map_err(|e| Error::io(&adir, e))?;
-        for (e, members) in array.elements.iter().enumerate() {
-            let list: String = members.iter().map(|m| format!("{m}\n")).collect();
-            let p = adir.join(e.to_string());
-            std::fs::write(&p, list).map_err(|e| Error::io(&p, e))?;
+/// How long `scancel`led arrays get to leave the queue before the run stops waiting for them.
+const GRACE: Duration = Duration::from_secs(30);
+/// How often the queue is looked at once the arrays are cancelled.
+const CANCEL_POLL: Duration = Duration::from_millis(200);
+
+/// The Slurm executor as the bookkeeping loop drives it.
+pub(crate) struct Slurm {
+    dir: ResultsDir,
+    tasks: Vec<Task>,
+    options: SlurmOptions,
+    run_name: String,
+    /// `<results>/.onebox/slurm`: the wrapper scripts, the arrays' lists and Slurm's logs.
+    work: PathBuf,
+    arrays: Vec<Array>,
+    job_ids: Vec<String>,
+    /// Tasks whose end (status file) or start (stdout) the loop has been told of.
+    ended: HashSet<usize>,
+    started: HashSet<usize>,
+    poll_interval: Duration,
+    last_look: Option<Instant>,
+    /// After the hard stop: the loop no longer waits for the queue to empty.
+    abandoned: bool,
+    /// What Slurm says happened to elements that left no status (asked once, at the end).
+    final_states: Option<BTreeMap<String, String>>,
+}
+
+impl Slurm {
+    /// A backend that submits `tasks` as job arrays named after the run `run_name`.
+    pub(crate) fn new(
+        dir: &ResultsDir,
+        tasks: &[Task],
+        options: &SlurmOptions,
+        run_name: &str,
+    ) -> Slurm {
+        Slurm {
+            dir: dir.clone(),
+            tasks: tasks.to_vec(),
+            options: options.clone(),
+            run_name: run_name.to_owned(),
+            work: work_dir(dir),
+            arrays: Vec::new(),
+            job_ids: Vec::new(),
+            ended: HashSet::new(),
+            started: HashSet::new(),
+            poll_interval: options.poll_interval,
+            last_look: None,
+            abandoned: false,
+            final_states: None,
         }
-        let script = format!(
-            "#!/bin/bash\n# onebox: runs the tasks listed for this array element, one after the other\nwhile read -r i; do bash {w}/task-\"$i\".sh; done < {a}/\"$SLURM_ARRAY_TASK_ID\"\n",
-            w = shell_quote(&work.display().to_string()),
-            a = shell_quote(&adir.display().to_string()),
-        );
-        let sp = adir.join("array.sh");
-        std::fs::write(&sp, script).map_err(|e| Error::io(&sp, e))?;
-        let args = sbatch_args(array, opts_slurm, &opts.name, &work, k, &sp);
-        let id = sbatch(&args)?;
-        progress.info(&format!(
-            "onebox: submitted Slurm array {id} ({} task(s) in {} element(s))",
-            array.elements.iter().map(Vec::len).sum::<usize>(),
-            array.elements.len()
-        ));
-        job_ids.push(id);
-        record_jobs(dir, &job_ids)?;
     }
 
-    // Follow the arrays.
-    let journal_path = dir.journal_file();
-    let mut journal = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&journal_path)
-        .map_err(|e| Error::io(&journal_path, e))?;
-    let mut done: HashSet<usize> = HashSet::new();
-    let mut records: Vec<Option<TaskRecord>> = vec![None; tasks.len()];
-    let mut interrupted = false;
-    let mut started_shown: HashSet<usize> = HashSet::new();
-    loop {
-        let queued = squeue_count(&job_ids)?;
-        for (pos, t) in tasks.iter().enumerate() {
-            if done.contains(&pos) {
+    fn record(&self, pos: usize, status: &str) -> TaskRecord {
+        record_from_files(&self.work, &self.tasks[pos], pos, status)
+    }
+}
+
+impl Backend for Slurm {
+    fn start(&mut self, news: &mut Vec<News>) -> Result<()> {
+        let (dir, work) = (&self.dir, &self.work);
+        std::fs::create_dir_all(work.join("info")).map_err(|e| Error::io(work, e))?;
+        for (pos, t) in self.tasks.iter().enumerate() {
+            let script = task_script(dir, work, t, pos);
+            let path = work.join(format!("task-{pos}.sh"));
+            std::fs::write(&path, script).map_err(|e| Error::io(&path, e))?;
+            let _ = std::fs::remove_file(work.join("info").join(pos.to_string()));
+            let _ = std::fs::remove_file(dir.status_file(&t.name));
+        }
+        self.arrays = plan_arrays(&self.tasks, self.options.tasks_per_job);
+        for (k, array) in self.arrays.iter().enumerate() {
+            let adir = work.join(format!("array-{k}"));
+            std::fs::create_dir_all(&adir).map_err(|e| Error::io(&adir, e))?;
+            for (e, members) in array.elements.iter().enumerate() {
+                let list: String = members.iter().map(|m| format!("{m}\n")).collect();
+                let p = adir.join(e.to_string());
+                std::fs::write(&p, list).map_err(|e| Error::io(&p, e))?;
+            }
+            let script = format!(
+                "#!/bin/bash\n# onebox: runs the tasks listed for this array element, one after the other\nwhile read -r i; do bash {w}/task-\"$i\".sh; done < {a}/\"$SLURM_ARRAY_TASK_ID\"\n",
+                w = shell_quote(&work.display().to_string()),
+                a = shell_quote(&adir.display().to_string()),
+            );
+            let sp = adir.join("array.sh");
+            std::fs::write(&sp, script).map_err(|e| Error::io(&sp, e))?;
+            let args = sbatch_args(array, &self.options, &self.run_name, work, k, &sp);
+            let id = sbatch(&args)?;
+            news.push(News::Info(format!(
+                "onebox: submitted Slurm array {id} ({} task(s) in {} element(s))",
+                array.elements.iter().map(Vec::len).sum::<usize>(),
+                array.elements.len()
+            )));
+            self.job_ids.push(id);
+            record_jobs(dir, &self.job_ids)?;
+        }
+        Ok(())
+    }
+
+    fn poll(&mut self, wait: Duration, news: &mut Vec<News>) -> Result<bool> {
+        if let Some(last) = self.last_look {
+            let due = self.poll_interval.saturating_sub(last.elapsed());
+            if !due.is_zero() {
+                std::thread::sleep(due.min(wait));
+                return Ok(true);
+            }
+        }
+        self.last_look = Some(Instant::now());
+        // The queue first: a task whose element has left it has written its status by now.
+        let queued = squeue_count(&self.job_ids)?;
+        for pos in 0..self.tasks.len() {
+            if self.ended.contains(&pos) {
                 continue;
             }
-            if let Some(status) = dir.read_status(&t.name) {
-                let rec = record_from_files(&work, t, pos, &status);
-                let _ = append_journal(&mut journal, &rec);
-                progress.ended(&rec);
-                records[pos] = Some(rec);
-                done.insert(pos);
-            } else if !started_shown.contains(&pos) && dir.task(&t.name).join("stdout").exists() {
-                started_shown.insert(pos);
-                progress.started(&t.name);
+            let name = &self.tasks[pos].name;
+            if let Some(status) = self.dir.read_status(name) {
+                news.push(News::Ended(pos, self.record(pos, &status)));
+                self.ended.insert(pos);
+            } else if !self.started.contains(&pos) && self.dir.task(name).join("stdout").exists() {
+                self.started.insert(pos);
+                news.push(News::Started(pos));
             }
         }
-        if queued == 0 {
-            break;
-        }
-        if opts.stop.load(Ordering::SeqCst) || signals::received().is_some() {
-            opts.stop.store(true, Ordering::SeqCst);
-            progress.println(&format!(
-                "onebox: interrupted: cancelling Slurm job(s) {}; `--resume` finishes the rest",
-                job_ids.join(",")
-            ));
-            let _ = Command::new("scancel").args(&job_ids).status();
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while Instant::now() < deadline && squeue_count(&job_ids).unwrap_or(0) > 0 {
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            interrupted = true;
-            break;
-        }
-        std::thread::sleep(opts_slurm.poll_interval);
-        progress.tick();
+        Ok(queued > 0 && !self.abandoned)
     }
 
-    // Whatever left no status: interrupted, or what Slurm says happened to it.
-    let final_states = if interrupted || done.len() == tasks.len() {
-        BTreeMap::new()
-    } else {
-        let mut states = sacct_states(&job_ids);
-        for (k, v) in squeue_json_states(&job_ids) {
-            states.entry(k).or_insert(v);
+    fn stop(&mut self, hard: bool) {
+        if hard {
+            self.abandoned = true;
+        } else {
+            let _ = Command::new("scancel").args(&self.job_ids).status();
+            self.poll_interval = self.poll_interval.min(CANCEL_POLL);
         }
-        states
-    };
-    for (pos, t) in tasks.iter().enumerate() {
-        if done.contains(&pos) {
-            continue;
-        }
-        let rec = match dir.read_status(&t.name) {
-            Some(status) => record_from_files(&work, t, pos, &status),
-            None => {
-                let text = if interrupted {
-                    INTERRUPTED.to_owned()
-                } else {
-                    element_of(&arrays, &job_ids, pos)
-                        .and_then(|key| final_states.get(&key).cloned())
-                        .unwrap_or_else(|| "lost".to_owned())
-                };
-                let status = dir.status_file(&t.name);
-                if let Some(parent) = status.parent() {
-                    let _ = std::fs::create_dir_all(parent);
-                }
-                write_atomic(&status, format!("{text}\n").as_bytes())?;
-                record_from_files(&work, t, pos, &text)
-            }
-        };
-        let _ = append_journal(&mut journal, &rec);
-        progress.ended(&rec);
-        records[pos] = Some(rec);
     }
-    let out = records
-        .into_iter()
-        .enumerate()
-        .map(|(i, r)| r.unwrap_or_else(|| TaskRecord::pending(&tasks[i].name, tasks[i].index)))
-        .collect();
-    Ok((out, interrupted))
+
+    fn grace(&self) -> Duration {
+        GRACE
+    }
+
+    fn stopping(&self) -> String {
+        format!("cancelling Slurm job(s) {}", self.job_ids.join(","))
+    }
+
+    fn unreported(&mut self, pos: usize, interrupted: bool) -> Result<Option<TaskRecord>> {
+        let t = &self.tasks[pos];
+        if let Some(status) = self.dir.read_status(&t.name) {
+            return Ok(Some(self.record(pos, &status)));
+        }
+        // No status: interrupted, or what Slurm says happened to its element.
+        let text = if interrupted {
+            INTERRUPTED.to_owned()
+        } else {
+            let job_ids = &self.job_ids;
+            let states = self.final_states.get_or_insert_with(|| {
+                let mut states = sacct_states(job_ids);
+                for (k, v) in squeue_json_states(job_ids) {
+                    states.entry(k).or_insert(v);
+                }
+                states
+            });
+            element_of(&self.arrays, &self.job_ids, pos)
+                .and_then(|key| states.get(&key).cloned())
+                .unwrap_or_else(|| "lost".to_owned())
+        };
+        let status = self.dir.status_file(&t.name);
+        if let Some(parent) = status.parent() {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        write_atomic(&status, format!("{text}\n").as_bytes())?;
+        Ok(Some(self.record(pos, &text)))
+    }
 }
 
 /// What tasks of one array share: cpus, gpus, timeout, retries.
@@ -531,7 +556,7 @@ pub fn work_dir(dir: &ResultsDir) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::run::spec::parse_tasks;
+    use crate::spec::parse_tasks;
 
     #[test]
     fn arrays_group_by_shape_and_chunk() {

@@ -1,5 +1,8 @@
-//! Job batches: Saturn Run's `run.yaml` and `tasks.yaml`, run on every core and GPU of this
-//! machine, or on a Slurm cluster.
+//! # onebox-run: job batches on one machine, on Slurm or on Dask
+//!
+//! Saturn Run's `run.yaml` and `tasks.yaml`, run on every core and GPU of this machine (on a
+//! [`onebox::Cluster`]), as Slurm job arrays, or on a Dask scheduler; and the `onebox` command
+//! (`onebox info`, `onebox run`, `onebox status`).
 //!
 //! A **batch** is a list of shell commands (tasks) that do not depend on each other: a
 //! parameter sweep, one model per fold, one file per job. Two files describe it, accepted as
@@ -58,7 +61,7 @@
 //! From Rust:
 //!
 //! ```
-//! use onebox::run::{self, RunOptions, ProgressMode};
+//! use onebox_run::{self as run, RunOptions, ProgressMode};
 //! let dir = tempfile::tempdir()?;
 //! let spec = run::spec::parse_run(
 //!     &format!("results:\n  class_spec: LocalResults\n  path: {}/{{name}}\n", dir.path().display()),
@@ -73,11 +76,19 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Every running task is a task of one [`Cluster`](crate::Cluster) (labelled with its name):
+//! Every running task is a task of one [`Cluster`](onebox::Cluster) (labelled with its name):
 //! its pool has one thread per slot, and the thread waits on the child process. The slots and
 //! GPUs come from the same hardware detection that sizes a cluster (`ONEBOX_THREADS` and
 //! `ONEBOX_GPUS` apply).
+//!
+//! Inside, one bookkeeping loop (`batch`) keeps every batch, whatever runs it: the journal,
+//! the progress bar, stopping with a grace period, `--resume` and the order of the records.
+//! The executors ([`local`], [`slurm`], [`dask`]) are backends it drives: each starts the
+//! tasks its own way, reports what started and ended when polled, and stops them when asked.
 
+#![warn(missing_docs)]
+
+mod batch;
 pub mod dask;
 pub mod local;
 mod progress;
@@ -91,12 +102,13 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::SystemTime;
 
+use onebox::{Error, Result};
+
+use batch::Backend;
 pub use local::Slots;
 pub use progress::ProgressMode;
 pub use results::{ResultsDir, RunInfo, Summary, TaskRecord, TaskState};
 pub use spec::{Executor, RunSpec, Task};
-
-use crate::error::{Error, Result};
 
 /// How to run a batch: what `onebox run`'s flags set.
 #[derive(Debug, Clone)]
@@ -182,13 +194,14 @@ pub fn results_dir(spec: &RunSpec, name: &str) -> Result<ResultsDir> {
 /// an error means the batch could not run (bad input, results not writable, Slurm refused it).
 pub fn run(spec: &RunSpec, tasks: &[Task], opts: &RunOptions) -> Result<RunReport> {
     let dir = results_dir(spec, &opts.name)?;
-    let local_slots = match &spec.executor {
+    let engine = match &spec.executor {
         Executor::Local { slots } => {
             let s = Slots::detect(opts.max_parallel.or(*slots))?;
             s.check(tasks)?;
-            Some(s)
+            Engine::Local(s)
         }
-        Executor::Slurm(_) | Executor::Dask(_) => None,
+        Executor::Slurm(s) => Engine::Slurm(s),
+        Executor::Dask(d) => Engine::Dask(d),
     };
     for f in &spec.file_syncs {
         if let Err(e) = std::fs::metadata(&f.src) {
@@ -203,7 +216,7 @@ pub fn run(spec: &RunSpec, tasks: &[Task], opts: &RunOptions) -> Result<RunRepor
         .map(|t| opts.resume && dir.is_done(&t.name))
         .collect();
     if opts.dry_run {
-        print_plan(spec, tasks, &skip, &dir, local_slots.as_ref());
+        print_plan(spec, &engine, tasks, &skip, &dir);
         return Ok(RunReport {
             name: opts.name.clone(),
             results_dir: dir.root().to_owned(),
@@ -218,68 +231,32 @@ pub fn run(spec: &RunSpec, tasks: &[Task], opts: &RunOptions) -> Result<RunRepor
     remember(&opts.name, &dir);
     sync_files(&spec.file_syncs)?;
 
-    let started = SystemTime::now();
-    let journal = dir.read_journal();
     let to_run: Vec<Task> = tasks
         .iter()
         .zip(&skip)
         .filter(|(_, s)| !**s)
         .map(|(t, _)| t.clone())
         .collect();
-    let progress = progress::Progress::new(opts.progress, to_run.len());
-    if to_run.len() < tasks.len() {
-        progress.info(&format!(
-            "onebox: resuming {}: {} task(s) already done, {} to run",
-            opts.name,
-            tasks.len() - to_run.len(),
-            to_run.len()
-        ));
-    }
-    let outcome = match (&spec.executor, &local_slots) {
-        (Executor::Slurm(s), _) => slurm::run(&dir, &to_run, s, opts, &progress),
-        (Executor::Dask(d), _) => dask::run(&dir, &to_run, d, opts, &progress),
-        (Executor::Local { .. }, Some(slots)) => local::run(&dir, &to_run, slots, opts, &progress),
-        (Executor::Local { .. }, None) => Err(Error::Invalid("no slots were sized".into())),
+    let mut backend: Box<dyn Backend> = match engine {
+        Engine::Local(slots) => Box::new(local::Local::new(&dir, &to_run, &slots, opts)?),
+        Engine::Slurm(s) => Box::new(slurm::Slurm::new(&dir, &to_run, s, &opts.name)),
+        Engine::Dask(d) => Box::new(dask::Dask::new(&dir, &to_run, d)),
     };
-    progress.finish();
-    let (ran, interrupted) = outcome?;
-    let mut ran = ran.into_iter();
-    let records: Vec<TaskRecord> = tasks
-        .iter()
-        .zip(&skip)
-        .map(|(t, &skipped)| {
-            if skipped {
-                let mut r = journal
-                    .get(&t.name)
-                    .cloned()
-                    .unwrap_or_else(|| TaskRecord::pending(&t.name, t.index));
-                r.index = t.index;
-                r.state = TaskState::Done;
-                r.exit_code = Some(0);
-                r
-            } else {
-                ran.next()
-                    .unwrap_or_else(|| TaskRecord::pending(&t.name, t.index))
-            }
-        })
-        .collect();
-    let summary = Summary {
-        name: opts.name.clone(),
-        executor: executor_name(spec).to_owned(),
-        started: results::rfc3339(started),
-        ended: results::rfc3339(SystemTime::now()),
-        counts: results::counts(&records),
-        tasks: records.clone(),
-    };
-    let json =
-        serde_json::to_vec_pretty(&summary).map_err(|e| Error::Invalid(format!("summary: {e}")))?;
-    results::write_atomic(&dir.summary_file(), &json)?;
-    Ok(RunReport {
-        name: opts.name.clone(),
-        results_dir: dir.root().to_owned(),
-        tasks: records,
-        interrupted,
-    })
+    batch::run(
+        backend.as_mut(),
+        &dir,
+        tasks,
+        &skip,
+        executor_name(spec),
+        opts,
+    )
+}
+
+/// Where a checked batch will run: the executor of `run.yaml`, with the local slots sized.
+enum Engine<'a> {
+    Local(Slots),
+    Slurm(&'a spec::SlurmOptions),
+    Dask(&'a spec::DaskOptions),
 }
 
 fn executor_name(spec: &RunSpec) -> &'static str {
@@ -360,16 +337,10 @@ fn prepare(dir: &ResultsDir, spec: &RunSpec, tasks: &[Task], opts: &RunOptions) 
     })
 }
 
-fn print_plan(
-    spec: &RunSpec,
-    tasks: &[Task],
-    skip: &[bool],
-    dir: &ResultsDir,
-    slots: Option<&Slots>,
-) {
+fn print_plan(spec: &RunSpec, engine: &Engine, tasks: &[Task], skip: &[bool], dir: &ResultsDir) {
     println!("results  {}", dir.root().display());
-    match (&spec.executor, slots) {
-        (Executor::Slurm(s), _) => println!(
+    match engine {
+        Engine::Slurm(s) => println!(
             "executor slurm ({} task(s) per array element{})",
             s.tasks_per_job,
             s.partition
@@ -377,14 +348,13 @@ fn print_plan(
                 .map(|p| format!(", partition {p}"))
                 .unwrap_or_default()
         ),
-        (Executor::Dask(d), _) => println!("executor dask (scheduler {})", d.scheduler_address),
-        (_, Some(s)) => println!(
+        Engine::Dask(d) => println!("executor dask (scheduler {})", d.scheduler_address),
+        Engine::Local(s) => println!(
             "executor local ({} CPU slots, at most {} at once, {} GPU(s))",
             s.cpus,
             s.max_parallel,
             s.gpus.len()
         ),
-        _ => {}
     }
     for f in &spec.file_syncs {
         println!("sync     {} -> {}", f.src.display(), f.dest.display());
