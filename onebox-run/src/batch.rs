@@ -2,7 +2,7 @@
 //!
 //! Wherever a batch runs (child processes on this machine, Slurm job arrays, a Dask
 //! scheduler), it is kept the same way: tasks already done are skipped on `--resume`; each task
-//! that ends gets a line in the journal and a tick of the progress bar; SIGINT, SIGTERM or
+//! that ends gets a line in the journal and a tick of the progress bar; a signal or
 //! [`RunOptions::stop`] stops the running tasks, gently first and for good after a grace
 //! period; the records come back in `tasks.yaml` order and the summary is written. That is
 //! this module, written once.
@@ -174,7 +174,7 @@ pub(crate) fn run(
     })
 }
 
-/// True once SIGINT or SIGTERM arrived or [`RunOptions::stop`] was set.
+/// True once SIGINT, SIGTERM, SIGHUP or SIGQUIT arrived or [`RunOptions::stop`] was set.
 fn stop_asked(opts: &RunOptions) -> bool {
     opts.stop.load(Ordering::SeqCst) || signals::received().is_some()
 }

@@ -12,7 +12,9 @@
 //! A task that asks for GPUs is submitted with the Dask resource `GPU` (start workers with
 //! `--resources GPU=N`); the client refuses the batch before anything runs when no worker
 //! offers it. SIGINT or SIGTERM sets a Dask `Event` that the running tasks poll: they kill
-//! their process groups and write `interrupted`; tasks not started yet stay pending.
+//! their process groups and write `interrupted`; tasks not started yet stay pending. If
+//! `onebox run` itself dies (on Linux), the client gets SIGTERM from the kernel and stops the
+//! batch the same way.
 //!
 //! Without a `scheduler_address` (`cluster_class: LocalCluster` or `SaturnCluster`), the
 //! batch runs in onebox itself with the [local executor](crate::local), and needs no Python.
@@ -158,13 +160,28 @@ impl Dask {
 impl Backend for Dask {
     fn start(&mut self, _news: &mut Vec<News>) -> Result<()> {
         let python = &self.options.python;
-        let mut child = Command::new(python)
+        let mut command = Command::new(python);
+        command
             .arg("-c")
             .arg(CLIENT)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
-            .process_group(0)
+            .process_group(0);
+        #[cfg(target_os = "linux")]
+        // SAFETY: prctl is async-signal-safe and touches no memory of the parent. If this
+        // thread (the bookkeeping loop's, alive for the whole run) dies, the client gets
+        // SIGTERM, which stops the batch as an interrupt does: the running tasks kill their
+        // process groups and write `interrupted`.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = command
             .spawn()
             .map_err(|e| {
                 Error::Invalid(format!(

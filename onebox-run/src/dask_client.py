@@ -39,6 +39,22 @@ def write_atomic(path, text):
     os.replace(tmp, path)
 
 
+def keep_earlier_output(d):
+    """Moves an earlier attempt's stdout and stderr (a retry, or an earlier run that --resume
+    finishes) to stdout.attemptN and stderr.attemptN, N the first number neither uses."""
+    streams = ("stdout", "stderr")
+    if not any(os.path.exists(os.path.join(d, s)) for s in streams):
+        return
+    n = 1
+    while any(os.path.exists(os.path.join(d, "%s.attempt%d" % (s, n))) for s in streams):
+        n += 1
+    for s in streams:
+        try:
+            os.replace(os.path.join(d, s), os.path.join(d, "%s.attempt%d" % (s, n)))
+        except FileNotFoundError:
+            pass
+
+
 def kill_group(pid):
     try:
         os.killpg(pid, signal.SIGKILL)
@@ -63,9 +79,7 @@ def run_task(spec, stop_name):
     start = end = time.time()
     while True:
         attempts += 1
-        if attempts > 1:
-            for s in ("stdout", "stderr"):
-                os.replace(os.path.join(d, s), os.path.join(d, "%s.attempt%d" % (s, attempts - 1)))
+        keep_earlier_output(d)
         start = time.time()
         timed_out = False
         with open(os.path.join(d, "stdout"), "wb") as out, open(os.path.join(d, "stderr"), "wb") as err:

@@ -92,6 +92,7 @@ mod batch;
 pub mod dask;
 pub mod local;
 mod progress;
+mod reaper;
 pub mod results;
 pub mod signals;
 pub mod slurm;
@@ -107,7 +108,7 @@ use onebox::{Error, Result};
 use batch::Backend;
 pub use local::Slots;
 pub use progress::ProgressMode;
-pub use results::{ResultsDir, RunInfo, Summary, TaskRecord, TaskState};
+pub use results::{ResultsDir, RunInfo, RunLock, Summary, TaskRecord, TaskState};
 pub use spec::{Executor, RunSpec, Task};
 
 /// How to run a batch: what `onebox run`'s flags set.
@@ -157,7 +158,7 @@ pub struct RunReport {
     pub results_dir: PathBuf,
     /// Every task, in `tasks.yaml` order (tasks skipped by `--resume` are `Done`).
     pub tasks: Vec<TaskRecord>,
-    /// True when SIGINT, SIGTERM or [`RunOptions::stop`] cut the run short.
+    /// True when a signal (SIGINT, SIGTERM, SIGHUP, SIGQUIT) or [`RunOptions::stop`] cut the run short.
     pub interrupted: bool,
 }
 
@@ -227,7 +228,7 @@ pub fn run(spec: &RunSpec, tasks: &[Task], opts: &RunOptions) -> Result<RunRepor
             interrupted: false,
         });
     }
-    prepare(&dir, spec, tasks, opts)?;
+    let _lock = prepare(&dir, spec, tasks, opts)?;
     remember(&opts.name, &dir);
     sync_files(&spec.file_syncs)?;
 
@@ -269,7 +270,7 @@ fn executor_name(spec: &RunSpec) -> &'static str {
 
 /// Creates the results directory and checks it can be written; refuses to mix a new run
 /// with an old one of the same name unless asked to resume or overwrite.
-fn prepare(dir: &ResultsDir, spec: &RunSpec, tasks: &[Task], opts: &RunOptions) -> Result<()> {
+fn prepare(dir: &ResultsDir, spec: &RunSpec, tasks: &[Task], opts: &RunOptions) -> Result<RunLock> {
     let root = dir.root();
     let cannot = |e: std::io::Error| {
         Error::Invalid(format!(
@@ -278,20 +279,22 @@ fn prepare(dir: &ResultsDir, spec: &RunSpec, tasks: &[Task], opts: &RunOptions) 
         ))
     };
     std::fs::create_dir_all(dir.state_dir()).map_err(cannot)?;
-    if let Some(info) = dir.read_run_info()?
-        && !dir.summary_file().exists()
-        && run_is_live(&info)
-    {
-        let jobs = if info.slurm_jobs.is_empty() {
-            String::new()
-        } else {
-            format!(", Slurm jobs {}", info.slurm_jobs.join(","))
+    let lock = dir.try_lock()?;
+    let info = dir.read_run_info().ok().flatten();
+    let jobs_queued = info
+        .as_ref()
+        .is_some_and(|i| !dir.summary_file().exists() && slurm_jobs_queued(i));
+    let Some(lock) = lock.filter(|_| !jobs_queued) else {
+        let who = match &info {
+            Some(i) if jobs_queued => format!("Slurm jobs {}", i.slurm_jobs.join(",")),
+            Some(i) => format!("process {} on {}", i.pid, i.host),
+            None => "another onebox run".to_owned(),
         };
         return Err(Error::Invalid(format!(
-            "run {} is already running (process {} on {}{jobs}); wait for it or stop it first",
-            opts.name, info.pid, info.host
+            "run {} is already running ({who}); wait for it or stop it first",
+            opts.name
         )));
-    }
+    };
     let earlier = dir.summary_file().exists()
         || tasks
             .iter()
@@ -334,7 +337,8 @@ fn prepare(dir: &ResultsDir, spec: &RunSpec, tasks: &[Task], opts: &RunOptions) 
     results::write_atomic(&dir.run_info_file(), &json).map_err(|e| match e {
         Error::Io { source, .. } => cannot(source),
         other => other,
-    })
+    })?;
+    Ok(lock)
 }
 
 fn print_plan(spec: &RunSpec, engine: &Engine, tasks: &[Task], skip: &[bool], dir: &ResultsDir) {
@@ -440,16 +444,14 @@ pub fn status_at(dir: &ResultsDir) -> Result<Vec<TaskRecord>> {
             results::STATE_DIR
         ))
     })?;
-    Ok(results::collect(dir, &info, run_is_live(&info)))
+    let live = dir.is_locked() || slurm_jobs_queued(&info);
+    Ok(results::collect(dir, &info, live))
 }
 
-/// True while `onebox run` still runs the run (on this machine), or while its Slurm jobs are
-/// still queued or running.
-fn run_is_live(info: &RunInfo) -> bool {
-    let here = info.host == results::hostname()
-        && info.pid != std::process::id()
-        && results::process_alive(info.pid);
-    here || (!info.slurm_jobs.is_empty() && slurm::queued(&info.slurm_jobs).unwrap_or(0) > 0)
+/// True while Slurm still lists jobs of the run (queued or running), whether or not the
+/// `onebox run` that submitted them is alive.
+fn slurm_jobs_queued(info: &RunInfo) -> bool {
+    !info.slurm_jobs.is_empty() && slurm::queued(&info.slurm_jobs).unwrap_or(0) > 0
 }
 
 /// Copies `src` into `dest` for each entry: files that are missing or differ in size or

@@ -40,6 +40,7 @@ use onebox::{Cluster, Error, Result};
 
 use crate::RunOptions;
 use crate::batch::{Backend, News};
+use crate::reaper::{MARK, Reaper};
 use crate::results::{
     self, INTERRUPTED, ResultsDir, TIMEOUT_EXIT, TaskRecord, TaskState, write_atomic,
 };
@@ -245,6 +246,10 @@ struct Shared {
     books: Mutex<Books>,
     stop: Arc<AtomicBool>,
     notes: channel::Sender<Note>,
+    /// Kills the running tasks' groups if this process dies (see [`crate::reaper`]).
+    reaper: Option<Reaper>,
+    /// The mark in every task's environment (`ONEBOX_RUNNER_ID`), unique to this run.
+    runner_id: String,
 }
 
 /// Starts an admitted task as a task of the cluster, labelled with its name (so the event
@@ -275,10 +280,10 @@ fn run_admitted(shared: &Arc<Shared>, admitted: Admitted) {
         state,
     } = admitted;
     let t = &shared.tasks[idx];
-    let job = job_spec(&shared.dir, t, lane, &gpu_ids, &shared.slots, &shared.host);
+    let job = job_spec(shared, t, lane, &gpu_ids);
     // A panic must still free the slot: the books wait for every record.
     let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        run_job(&job, &state, &shared.stop)
+        run_job(&job, &state, &shared.stop, shared.reaper.as_ref())
     }));
     let record = ran.unwrap_or_else(|_| {
         let mut r = TaskRecord::pending(&t.name, t.index);
@@ -332,6 +337,23 @@ impl Local {
         if let Some(url) = cluster.dashboard_url() {
             eprintln!("onebox: dashboard at {url}");
         }
+        let runner_id = format!(
+            "{}-{}-{}",
+            results::hostname(),
+            std::process::id(),
+            SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        );
+        let reaper = match Reaper::start(&runner_id) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                eprintln!(
+                    "onebox: cannot start /bin/sh to watch the tasks ({e}): if onebox itself is killed, its running tasks will not be"
+                );
+                None
+            }
+        };
         let (tx, rx) = channel::unbounded::<Note>();
         let shared = Arc::new(Shared {
             cluster,
@@ -349,6 +371,8 @@ impl Local {
             }),
             stop: opts.stop.clone(),
             notes: tx,
+            reaper,
+            runner_id,
         });
         Ok(Local {
             shared,
@@ -442,20 +466,15 @@ impl Backend for Local {
     }
 }
 
-fn job_spec(
-    dir: &ResultsDir,
-    t: &Task,
-    lane: usize,
-    gpu_ids: &[usize],
-    slots: &Slots,
-    host: &str,
-) -> JobSpec {
+fn job_spec(shared: &Shared, t: &Task, lane: usize, gpu_ids: &[usize]) -> JobSpec {
+    let (dir, slots) = (&shared.dir, &shared.slots);
     let task_dir = dir.task(&t.name);
     let results = task_dir.join("results");
     let mut env = vec![
         ("RESULTS_DIR".to_owned(), results.display().to_string()),
         ("ONEBOX_TASK_NAME".to_owned(), t.name.clone()),
         ("ONEBOX_RANK".to_owned(), t.index.to_string()),
+        (MARK.to_owned(), shared.runner_id.clone()),
         (
             "SATURN_RUN_LOCAL_RANK".to_owned(),
             gpu_ids.first().copied().unwrap_or(lane).to_string(),
@@ -471,12 +490,17 @@ fn job_spec(
         task: t.clone(),
         dir: task_dir,
         env,
-        host: host.to_owned(),
+        host: shared.host.clone(),
     }
 }
 
 /// Runs one task (all its attempts) and writes its status file. Runs on a pool thread.
-fn run_job(job: &JobSpec, state: &Running, stop: &AtomicBool) -> TaskRecord {
+fn run_job(
+    job: &JobSpec,
+    state: &Running,
+    stop: &AtomicBool,
+    reaper: Option<&Reaper>,
+) -> TaskRecord {
     let t = &job.task;
     let mut rec = TaskRecord::pending(&t.name, t.index);
     rec.host = Some(job.host.clone());
@@ -496,19 +520,12 @@ fn run_job(job: &JobSpec, state: &Running, stop: &AtomicBool) -> TaskRecord {
                 text = INTERRUPTED.to_owned();
                 break;
             }
-            if attempt > 1 {
-                for stream in ["stdout", "stderr"] {
-                    let _ = std::fs::rename(
-                        job.dir.join(stream),
-                        job.dir.join(format!("{stream}.attempt{}", attempt - 1)),
-                    );
-                }
-            }
+            results::keep_earlier_output(&job.dir)?;
             rec.attempts = attempt;
             let started = SystemTime::now();
             let clock = Instant::now();
             rec.start = Some(results::rfc3339(started));
-            let outcome = attempt_once(job, state)?;
+            let outcome = attempt_once(job, state, reaper)?;
             rec.end = Some(results::rfc3339(SystemTime::now()));
             rec.duration_s = Some(clock.elapsed().as_secs_f64());
             rec.timed_out = outcome == Outcome::TimedOut;
@@ -560,7 +577,11 @@ enum Outcome {
     Interrupted,
 }
 
-fn attempt_once(job: &JobSpec, state: &Running) -> std::io::Result<Outcome> {
+fn attempt_once(
+    job: &JobSpec,
+    state: &Running,
+    reaper: Option<&Reaper>,
+) -> std::io::Result<Outcome> {
     let t = &job.task;
     let stdout = File::create(job.dir.join("stdout"))?;
     let mut stderr = File::create(job.dir.join("stderr"))?;
@@ -600,6 +621,9 @@ fn attempt_once(job: &JobSpec, state: &Running) -> std::io::Result<Outcome> {
         }
     };
     let pgid = i32::try_from(child.id()).unwrap_or(i32::MAX);
+    if let Some(r) = reaper {
+        r.watch(pgid);
+    }
     *guard = Some((pgid, t.timeout.map(|d| Instant::now() + d)));
     drop(guard);
     let status = child.wait();
@@ -616,7 +640,12 @@ fn attempt_once(job: &JobSpec, state: &Running) -> std::io::Result<Outcome> {
     unsafe {
         libc::kill(-pgid, libc::SIGKILL);
     }
+    if let Some(r) = reaper {
+        r.forget(pgid);
+    }
     Ok(match killed {
+        // A task that exited 0 finished its work, even if a stop or its timeout came just then.
+        _ if status.success() => Outcome::Exited(0),
         KILLED_TIMEOUT => Outcome::TimedOut,
         KILLED_INTERRUPT => Outcome::Interrupted,
         _ => Outcome::Exited(

@@ -131,7 +131,9 @@ fn run(cli: Cli) -> onebox::Result<ExitCode> {
             }
             if !dry_run {
                 run::signals::install().map_err(|e| {
-                    onebox::Error::Invalid(format!("cannot catch SIGINT/SIGTERM: {e}"))
+                    onebox::Error::Invalid(format!(
+                        "cannot catch SIGINT, SIGTERM, SIGHUP and SIGQUIT: {e}"
+                    ))
                 })?;
             }
             let opts = RunOptions {

@@ -4,9 +4,12 @@
 //! <path>/                       results.path of run.yaml, {name} replaced by the run's name
 //!   summary.json                per task: state, exit code, start, end, attempts, host
 //!   <task>/stdout  <task>/stderr     streamed while the task runs
+//!   <task>/stdout.attemptN ...   the output of earlier attempts (retries, and earlier runs
+//!                                that `--resume` finishes), N = 1, 2, ... oldest first
 //!   <task>/status                the exit code, as text ("0\n"), written when it ends
 //!   <task>/results/              RESULTS_DIR: whatever the task writes there
 //!   .onebox/run.json             the run: its name, executor, tasks, and who runs it
+//!   .onebox/lock                 locked (flock) by `onebox run` while it runs
 //!   .onebox/journal.jsonl        one line per finished task (what `onebox status` reads)
 //! ```
 //!
@@ -120,7 +123,7 @@ pub struct RunInfo {
     pub tasks: Vec<String>,
     /// The machine `onebox run` ran on.
     pub host: String,
-    /// Its process id (to tell a live run from one that stopped).
+    /// Its process id (shown to a person; whether the run is live is its lock's business).
     pub pid: u32,
     /// When it started (UTC, RFC 3339).
     pub started: String,
@@ -184,6 +187,10 @@ impl ResultsDir {
     pub fn run_info_file(&self) -> PathBuf {
         self.state_dir().join("run.json")
     }
+    /// The file a live run keeps locked.
+    pub fn lock_file(&self) -> PathBuf {
+        self.state_dir().join("lock")
+    }
     /// The journal of finished tasks.
     pub fn journal_file(&self) -> PathBuf {
         self.state_dir().join("journal.jsonl")
@@ -217,6 +224,35 @@ impl ResultsDir {
         }
     }
 
+    /// Takes the run's lock (creating `.onebox/` if needed); `None` while another runner holds
+    /// it. The kernel releases it when the holder ends, however it ends.
+    pub fn try_lock(&self) -> Result<Option<RunLock>> {
+        let path = self.lock_file();
+        std::fs::create_dir_all(self.state_dir()).map_err(|e| Error::io(self.state_dir(), e))?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        match flock(&file, libc::LOCK_EX) {
+            Ok(true) => Ok(Some(RunLock { _file: file })),
+            Ok(false) => Ok(None),
+            Err(e) => Err(Error::io(&path, e)),
+        }
+    }
+
+    /// True while a runner holds the run's lock (in this process or another, on this machine or
+    /// another one sharing the filesystem).
+    pub fn is_locked(&self) -> bool {
+        let Ok(file) = std::fs::File::open(self.lock_file()) else {
+            return false;
+        };
+        // A shared lock is refused only while someone holds the exclusive one; dropping the
+        // file releases it at once.
+        matches!(flock(&file, libc::LOCK_SH), Ok(false))
+    }
+
     /// The latest journal line of each task.
     pub fn read_journal(&self) -> HashMap<String, TaskRecord> {
         let mut out = HashMap::new();
@@ -230,6 +266,52 @@ impl ResultsDir {
         }
         out
     }
+}
+
+/// The lock of a live run (see [`ResultsDir::try_lock`]): held until dropped.
+#[derive(Debug)]
+pub struct RunLock {
+    _file: std::fs::File,
+}
+
+/// `flock(2)` without waiting: `Ok(false)` when another open file holds a conflicting lock.
+fn flock(file: &std::fs::File, how: libc::c_int) -> std::io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a descriptor this function borrows for the call.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), how | libc::LOCK_NB) };
+    if rc == 0 {
+        return Ok(true);
+    }
+    let e = std::io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        Ok(false)
+    } else {
+        Err(e)
+    }
+}
+
+/// Before an attempt starts: moves the task's `stdout` and `stderr` from an earlier attempt
+/// (a retry, or an earlier run that `--resume` finishes) to `stdout.attemptN` and
+/// `stderr.attemptN`, with the first N that neither uses, so no attempt's output is lost.
+/// (The Slurm wrapper and the Dask client do the same in their own languages.)
+pub fn keep_earlier_output(task_dir: &Path) -> std::io::Result<()> {
+    let streams = ["stdout", "stderr"];
+    if !streams.iter().any(|s| task_dir.join(s).exists()) {
+        return Ok(());
+    }
+    let taken = |n: u32| {
+        streams
+            .iter()
+            .any(|s| task_dir.join(format!("{s}.attempt{n}")).exists())
+    };
+    let n = (1..).find(|&n| !taken(n)).unwrap_or(u32::MAX);
+    for s in streams {
+        match std::fs::rename(task_dir.join(s), task_dir.join(format!("{s}.attempt{n}"))) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file next to it, renamed into place.
@@ -250,7 +332,7 @@ pub fn append_journal(file: &mut std::fs::File, record: &TaskRecord) -> std::io:
 
 /// Where each task of a run stands, from its files: status files first, then the journal
 /// (for times and attempts); a task with output but no status is running while the run is
-/// `alive`, pending otherwise.
+/// `alive`, and interrupted when it is not (its runner died while it ran).
 pub fn collect(dir: &ResultsDir, info: &RunInfo, alive: bool) -> Vec<TaskRecord> {
     let journal = dir.read_journal();
     info.tasks
@@ -269,11 +351,12 @@ pub fn collect(dir: &ResultsDir, info: &RunInfo, alive: bool) -> Vec<TaskRecord>
                     rec.exit_code = code;
                 }
                 None => {
+                    // Output but no status: it runs now, or its runner died while it ran.
                     let started = dir.task(name).join("stdout").exists();
-                    rec.state = if alive && started {
-                        TaskState::Running
-                    } else {
-                        TaskState::Pending
+                    rec.state = match (started, alive) {
+                        (true, true) => TaskState::Running,
+                        (true, false) => TaskState::Interrupted,
+                        (false, _) => TaskState::Pending,
                     };
                     rec.exit_code = None;
                 }
@@ -418,16 +501,6 @@ pub fn hostname() -> String {
     }
     let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
     String::from_utf8_lossy(&buf[..end]).into_owned()
-}
-
-/// True when a process with this id exists.
-pub fn process_alive(pid: u32) -> bool {
-    let Ok(pid) = i32::try_from(pid) else {
-        return false;
-    };
-    // SAFETY: kill with signal 0 only checks that the process exists.
-    let rc = unsafe { libc::kill(pid, 0) };
-    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 #[cfg(test)]

@@ -530,8 +530,9 @@ fn task_script(dir: &ResultsDir, work: &Path, t: &Task, pos: usize) -> String {
         r#"attempt=0
 while :; do
   attempt=$((attempt+1))
-  if [ $attempt -gt 1 ]; then
-    mv "$d/stdout" "$d/stdout.attempt$((attempt-1))"; mv "$d/stderr" "$d/stderr.attempt$((attempt-1))"
+  if [ -e "$d/stdout" ] || [ -e "$d/stderr" ]; then
+    n=1; while [ -e "$d/stdout.attempt$n" ] || [ -e "$d/stderr.attempt$n" ]; do n=$((n+1)); done
+    for s in stdout stderr; do [ ! -e "$d/$s" ] || mv "$d/$s" "$d/$s.attempt$n"; done
   fi
   start=$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ); t0=$(date +%s.%N)
   ( {cd}exec {run} ) < /dev/null > "$d/stdout" 2> "$d/stderr"
