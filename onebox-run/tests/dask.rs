@@ -1,6 +1,7 @@
 //! The Dask executor against a real Dask scheduler (a `distributed.LocalCluster` started by the
-//! test). Each test prints why and passes without checking anything when `python3` cannot
-//! import `distributed` (`pip install "dask[distributed]"`).
+//! test). The tests are ignored by a plain `cargo test` (they need Python's `distributed`); run
+//! them with `cargo test -p onebox-run --test dask -- --ignored` after
+//! `pip install "dask[distributed]"`. Asked to run without it, they fail saying so.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -11,17 +12,18 @@ use std::time::{Duration, Instant};
 mod common;
 use common::jobs::{onebox, text, write};
 
-fn dask_here() -> bool {
+/// Fails the test, saying what is missing, unless `python3` can import `distributed`.
+fn need_dask() {
     let ok = Command::new("python3")
         .args(["-c", "import distributed"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    if !ok {
-        eprintln!("skipped: python3 cannot import distributed (pip install \"dask[distributed]\")");
-    }
-    ok
+    assert!(
+        ok,
+        "python3 cannot import distributed (pip install \"dask[distributed]\")"
+    );
 }
 
 /// A Dask cluster of two single-thread worker processes, stopped on drop.
@@ -81,10 +83,9 @@ fn run_yaml(d: &Path, address: &str) {
 }
 
 #[test]
+#[ignore = "needs dask.distributed: pip install \"dask[distributed]\", then -- --ignored"]
 fn dask_gives_the_local_results_layout_and_resumes() {
-    if !dask_here() {
-        return;
-    }
+    need_dask();
     let cluster = DaskCluster::start();
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
@@ -148,10 +149,9 @@ fn dask_gives_the_local_results_layout_and_resumes() {
 }
 
 #[test]
+#[ignore = "needs dask.distributed: pip install \"dask[distributed]\", then -- --ignored"]
 fn dask_refuses_gpu_tasks_without_gpu_workers() {
-    if !dask_here() {
-        return;
-    }
+    need_dask();
     let cluster = DaskCluster::start();
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
@@ -170,10 +170,9 @@ fn dask_refuses_gpu_tasks_without_gpu_workers() {
 }
 
 #[test]
+#[ignore = "needs dask.distributed: pip install \"dask[distributed]\", then -- --ignored"]
 fn dask_interrupt_stops_running_tasks() {
-    if !dask_here() {
-        return;
-    }
+    need_dask();
     let cluster = DaskCluster::start();
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
