@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 mod common;
-use common::jobs::{onebox, text, wait_for, write};
+use common::jobs::{alive, onebox, text, wait_for, write};
 
 fn run_yaml(dir: &Path) {
     write(
@@ -17,16 +17,6 @@ fn run_yaml(dir: &Path) {
             dir.display()
         ),
     );
-}
-
-/// True when `pid` is a live (not zombie) process.
-fn alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
-        Err(_) => false,
-    }
 }
 
 /// SplitMix64: reproducible kill moments and signals.

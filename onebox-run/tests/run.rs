@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod common;
-use common::jobs::{onebox, text, tree, wait_for, write};
+use common::jobs::{alive, onebox, text, tree, wait_for, write};
 
 fn run_yaml(dir: &Path, extra: &str) -> PathBuf {
     let p = dir.join("run.yaml");
@@ -197,16 +197,6 @@ fn tasks_see_their_environment_and_workdir() {
         .parse()
         .unwrap();
     assert!(rank < 2, "the local rank is a slot: {rank}");
-}
-
-/// True when `pid` is a live (not zombie) process.
-fn alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
-        Err(_) => false,
-    }
 }
 
 #[test]
