@@ -103,23 +103,18 @@ impl Journal {
 }
 
 /// Runs `tasks` (those with `skip` set are already done) with `backend`, which was built for
-/// the tasks not skipped, in order; writes the summary and returns the report.
+/// `to_run`, the tasks not skipped, in order; writes the summary and returns the report.
 pub(crate) fn run(
     backend: &mut dyn Backend,
     dir: &ResultsDir,
     tasks: &[Task],
     skip: &[bool],
+    to_run: &[Task],
     executor: &str,
     opts: &RunOptions,
 ) -> Result<RunReport> {
     let started = SystemTime::now();
     let earlier = dir.read_journal();
-    let to_run: Vec<&Task> = tasks
-        .iter()
-        .zip(skip)
-        .filter(|(_, s)| !**s)
-        .map(|(t, _)| t)
-        .collect();
     let progress = Progress::new(opts.progress, to_run.len());
     if to_run.len() < tasks.len() {
         progress.info(&format!(
@@ -130,7 +125,7 @@ pub(crate) fn run(
         ));
     }
     let mut journal = Journal::open(dir)?;
-    let outcome = drive(backend, &to_run, opts, &progress, &mut journal);
+    let outcome = drive(backend, to_run, opts, &progress, &mut journal);
     progress.finish();
     let (ran, interrupted) = outcome?;
 
@@ -183,7 +178,7 @@ fn stop_asked(opts: &RunOptions) -> bool {
 /// asked. Returns each task's record (by position) and whether the run was interrupted.
 fn drive(
     backend: &mut dyn Backend,
-    tasks: &[&Task],
+    tasks: &[Task],
     opts: &RunOptions,
     progress: &Progress,
     journal: &mut Journal,

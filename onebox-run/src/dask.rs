@@ -29,7 +29,7 @@ use onebox::{Cluster, Error, Result};
 use serde::Deserialize;
 
 use crate::batch::{Backend, News};
-use crate::results::{self, ResultsDir, TIMEOUT_EXIT, TaskRecord};
+use crate::results::{ResultsDir, TIMEOUT_EXIT, TaskRecord};
 use crate::spec::{DaskOptions, Task};
 
 /// The client, run with `python -c`.
@@ -129,15 +129,13 @@ impl Dask {
         };
         let Some(status) = l.status else { return };
         let mut rec = TaskRecord::pending(&t.name, t.index);
-        let (state, code) = results::state_of_status(&status);
-        rec.state = state;
-        rec.exit_code = code;
+        rec.set_status(&status);
         rec.attempts = l.attempts;
         rec.start = l.start;
         rec.end = l.end;
         rec.duration_s = l.duration_s;
         rec.host = l.host;
-        rec.timed_out = l.timed_out && code == Some(TIMEOUT_EXIT);
+        rec.timed_out = l.timed_out && rec.exit_code == Some(TIMEOUT_EXIT);
         if let Some(e) = l.error {
             news.push(News::Problem(format!("onebox: task {}: {e}", t.name)));
         }
@@ -227,12 +225,13 @@ impl Backend for Dask {
     }
 
     fn poll(&mut self, wait: Duration, news: &mut Vec<News>) -> Result<bool> {
-        let Some(lines) = self.lines.clone() else {
+        let Some(lines) = &self.lines else {
             return Ok(false);
         };
         match lines.recv_timeout(wait) {
             Ok(first) => {
-                for line in std::iter::once(first).chain(lines.try_iter()) {
+                let more: Vec<String> = lines.try_iter().collect();
+                for line in std::iter::once(first).chain(more) {
                     self.read_line(&line, news);
                 }
                 Ok(true)
@@ -277,9 +276,7 @@ impl Backend for Dask {
         let t = &self.tasks[pos];
         Ok(self.dir.read_status(&t.name).map(|s| {
             let mut rec = TaskRecord::pending(&t.name, t.index);
-            let (state, code) = results::state_of_status(&s);
-            rec.state = state;
-            rec.exit_code = code;
+            rec.set_status(&s);
             rec
         }))
     }

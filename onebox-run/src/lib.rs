@@ -248,6 +248,7 @@ pub fn run(spec: &RunSpec, tasks: &[Task], opts: &RunOptions) -> Result<RunRepor
         &dir,
         tasks,
         &skip,
+        &to_run,
         executor_name(spec),
         opts,
     )

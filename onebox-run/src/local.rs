@@ -674,7 +674,8 @@ mod tests {
         };
         let mut local = Local::new(&dir, &tasks, slots, &opts).unwrap();
         let skip = vec![false; tasks.len()];
-        let report = crate::batch::run(&mut local, &dir, &tasks, &skip, "local", &opts).unwrap();
+        let report =
+            crate::batch::run(&mut local, &dir, &tasks, &skip, &tasks, "local", &opts).unwrap();
         assert!(!report.interrupted);
         let records = report.tasks;
         let outs = tasks

@@ -110,6 +110,11 @@ impl TaskRecord {
             host: None,
         }
     }
+
+    /// Sets the state and exit code that a status file's `text` means.
+    pub fn set_status(&mut self, text: &str) {
+        (self.state, self.exit_code) = state_of_status(text);
+    }
 }
 
 /// The run's description, kept in `.onebox/run.json`.
@@ -345,11 +350,7 @@ pub fn collect(dir: &ResultsDir, info: &RunInfo, alive: bool) -> Vec<TaskRecord>
                 .unwrap_or_else(|| TaskRecord::pending(name, index));
             rec.index = index;
             match dir.read_status(name) {
-                Some(s) => {
-                    let (state, code) = state_of_status(&s);
-                    rec.state = state;
-                    rec.exit_code = code;
-                }
+                Some(s) => rec.set_status(&s),
                 None => {
                     // Output but no status: it runs now, or its runner died while it ran.
                     let started = dir.task(name).join("stdout").exists();

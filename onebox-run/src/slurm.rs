@@ -30,9 +30,7 @@ use std::time::{Duration, Instant};
 use onebox::{Error, Result};
 
 use crate::batch::{Backend, News};
-use crate::results::{
-    self, INTERRUPTED, ResultsDir, TIMEOUT_EXIT, TaskRecord, TaskState, write_atomic,
-};
+use crate::results::{INTERRUPTED, ResultsDir, TIMEOUT_EXIT, TaskRecord, TaskState, write_atomic};
 use crate::spec::{SlurmOptions, Task, shell_quote};
 
 /// One array: tasks sharing a resource shape, grouped into elements.
@@ -468,9 +466,7 @@ fn record_jobs(dir: &ResultsDir, job_ids: &[String]) -> Result<()> {
 /// A task's record from its status file and the wrapper's info line.
 fn record_from_files(work: &Path, t: &Task, pos: usize, status: &str) -> TaskRecord {
     let mut rec = TaskRecord::pending(&t.name, t.index);
-    let (state, code) = results::state_of_status(status);
-    rec.state = state;
-    rec.exit_code = code;
+    rec.set_status(status);
     // The info line: attempts, start, end, seconds, host.
     if let Ok(text) = std::fs::read_to_string(work.join("info").join(pos.to_string())) {
         let f: Vec<&str> = text.split_whitespace().collect();
