@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::jobs::{onebox, text, write};
+use common::jobs::{onebox, signal, start_onebox, text, write};
 
 /// Fails the test, saying what is missing, unless `python3` can import `distributed`.
 fn need_dask() {
@@ -184,14 +184,7 @@ fn dask_interrupt_stops_running_tasks() {
         ));
     }
     write(&d.join("tasks.yaml"), &tasks);
-    let child = Command::new(env!("CARGO_BIN_EXE_onebox"))
-        .args(["run", "run.yaml", "tasks.yaml", "--name", "i"])
-        .current_dir(d)
-        .env("ONEBOX_STATE_DIR", d.join("state"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = start_onebox(&["run", "run.yaml", "tasks.yaml", "--name", "i"], d);
     let root = d.join("results/i");
     let start = Instant::now();
     // Two workers of one thread: two tasks run, two wait.
@@ -207,10 +200,7 @@ fn dask_interrupt_stops_running_tasks() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    // SAFETY: signalling the child process this test started.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
+    signal(&child, libc::SIGTERM);
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(130), "{}", text(&o));
     let statuses: Vec<Option<String>> = (0..4)

@@ -3,11 +3,10 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 mod common;
-use common::jobs::{alive, onebox, text, wait_for, write};
+use common::jobs::{alive, onebox, signal, start_onebox, text, wait_for, write};
 
 fn run_yaml(dir: &Path) {
     write(
@@ -69,26 +68,16 @@ fn killing_the_runner_at_random_moments_runs_every_task_exactly_once() {
     ];
     let mut kills = 0;
     let mut kill_times: Vec<u128> = Vec::new();
-    for (round, &signal) in signals.iter().enumerate() {
+    for (round, &sig) in signals.iter().enumerate() {
         let mut args = vec!["run", "run.yaml", "tasks.yaml", "--name", "k", "-q"];
         args.extend(["--max-parallel", "3"]);
         if round > 0 {
             args.push("--resume");
         }
-        let child = Command::new(env!("CARGO_BIN_EXE_onebox"))
-            .args(&args)
-            .current_dir(d)
-            .env("ONEBOX_STATE_DIR", d.join("state"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let child = start_onebox(&args, d);
         std::thread::sleep(Duration::from_millis(100 + rng.below(400)));
         kill_times.push(now_ns());
-        // SAFETY: signalling the child process this test started.
-        unsafe {
-            libc::kill(child.id() as i32, signal);
-        }
+        signal(&child, sig);
         let o = child.wait_with_output().unwrap();
         if o.status.success() {
             break; // it finished before the signal came
@@ -102,7 +91,7 @@ fn killing_the_runner_at_random_moments_runs_every_task_exactly_once() {
                 .and_then(|p| p.trim().parse::<i32>().ok());
             if let Some(pid) = pid {
                 wait_for(
-                    &format!("{name}'s shell {pid} to end (signal {signal})"),
+                    &format!("{name}'s shell {pid} to end (signal {sig})"),
                     || !alive(pid),
                 );
                 let _ = std::fs::remove_file(&pid_file);
@@ -111,7 +100,7 @@ fn killing_the_runner_at_random_moments_runs_every_task_exactly_once() {
         let line = counts(d, "k");
         assert!(
             line.contains(" 0 running"),
-            "round {round}, signal {signal}: {line}"
+            "round {round}, signal {sig}: {line}"
         );
     }
     assert!(kills >= 3, "only {kills} runs were cut short");

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod common;
-use common::jobs::{alive, onebox, text, tree, wait_for, write};
+use common::jobs::{alive, onebox, signal, start_onebox, text, tree, wait_for, write};
 
 fn run_yaml(dir: &Path, extra: &str) -> PathBuf {
     let p = dir.join("run.yaml");
@@ -250,22 +250,8 @@ fn sigterm_interrupts_and_resume_finishes_the_rest() {
         log = log.display()
     ));
     write(&d.join("tasks.yaml"), &tasks);
-    let child = Command::new(env!("CARGO_BIN_EXE_onebox"))
-        .args([
-            "run",
-            "run.yaml",
-            "tasks.yaml",
-            "--name",
-            "i",
-            "--max-parallel",
-            "2",
-        ])
-        .current_dir(d)
-        .env("ONEBOX_STATE_DIR", d.join("state"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let args = ["run", "run.yaml", "tasks.yaml", "--name", "i"];
+    let child = start_onebox(&[&args[..], &["--max-parallel", "2"]].concat(), d);
     let root = d.join("results/i");
     // The shell creates the pid file before it writes the pid: wait for the number itself.
     let pid_of = |i: usize| -> Option<i32> {
@@ -292,10 +278,7 @@ fn sigterm_interrupts_and_resume_finishes_the_rest() {
         None,
     );
     assert!(text(&twice).contains("already running"), "{}", text(&twice));
-    // SAFETY: signalling the child process this test started.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
+    signal(&child, libc::SIGTERM);
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(130), "{}", text(&o));
     for pid in pids {

@@ -6,11 +6,11 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::jobs::{onebox, text, tree, write};
+use common::jobs::{onebox, signal, start_onebox, text, tree, write};
 
 /// Fails the test, saying what is missing, unless a Slurm is reachable.
 fn need_slurm() {
@@ -156,14 +156,7 @@ fn slurm_interrupt_cancels_and_resume_finishes() {
             m = marker.display()
         ),
     );
-    let child = Command::new(env!("CARGO_BIN_EXE_onebox"))
-        .args(["run", "run.yaml", "tasks.yaml", "--name", "i"])
-        .current_dir(d)
-        .env("ONEBOX_STATE_DIR", d.join("state"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = start_onebox(&["run", "run.yaml", "tasks.yaml", "--name", "i"], d);
     let root = d.join("results/i");
     let start = Instant::now();
     while !(root.join("slow/stdout").exists() && root.join("quick/status").exists()) {
@@ -173,10 +166,7 @@ fn slurm_interrupt_cancels_and_resume_finishes() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    // SAFETY: signalling the child process this test started.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGINT);
-    }
+    signal(&child, libc::SIGINT);
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(130), "{}", text(&o));
     assert_eq!(
@@ -206,14 +196,7 @@ fn slurm_records_what_happened_to_a_cancelled_element() {
         &d.join("tasks.yaml"),
         "tasks:\n  - command: sleep 60\n    name: victim\n  - command: echo fine\n    name: fine\n",
     );
-    let child = Command::new(env!("CARGO_BIN_EXE_onebox"))
-        .args(["run", "run.yaml", "tasks.yaml", "--name", "c"])
-        .current_dir(d)
-        .env("ONEBOX_STATE_DIR", d.join("state"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = start_onebox(&["run", "run.yaml", "tasks.yaml", "--name", "c"], d);
     let root = d.join("results/c");
     let start = Instant::now();
     let job = loop {

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// Runs the `onebox` binary in `cwd` (with its run index under `cwd/state`), with
@@ -18,6 +18,27 @@ pub fn onebox(args: &[&str], cwd: &Path, path_prefix: Option<&Path>) -> Output {
         cmd.env("PATH", format!("{}:{old}", p.display()));
     }
     cmd.output().unwrap()
+}
+
+/// Starts the `onebox` binary in `cwd` (with its run index under `cwd/state`) without waiting,
+/// its output captured, for tests that watch or signal a run while it runs.
+pub fn start_onebox(args: &[&str], cwd: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_onebox"))
+        .args(args)
+        .current_dir(cwd)
+        .env("ONEBOX_STATE_DIR", cwd.join("state"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Sends `signal` to `child`.
+pub fn signal(child: &Child, signal: i32) {
+    // SAFETY: kill(2) on a child process the test started and has not yet reaped.
+    unsafe {
+        libc::kill(child.id() as i32, signal);
+    }
 }
 
 /// A process's exit status and output, for assertion messages.
